@@ -1,0 +1,1 @@
+DROP TABLE ledger; DROP TABLE order_transitions; DROP TABLE orders; DROP TABLE accounts;

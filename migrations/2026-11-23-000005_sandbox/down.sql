@@ -1,0 +1,1 @@
+DROP TABLE sandbox_deliveries; DROP TABLE sandbox_payment_intents;

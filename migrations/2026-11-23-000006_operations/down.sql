@@ -1,0 +1,1 @@
+DROP TABLE reconcile_runs; DROP TABLE app_secrets;

@@ -1,0 +1,88 @@
+//! Stored webhook events: one row per Stripe event id, ever.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::db::schema::webhook_events;
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = webhook_events)]
+pub struct NewEvent<'a> {
+    pub event_id: &'a str,
+    pub event_type: &'a str,
+    pub livemode: bool,
+    pub api_version: Option<&'a str>,
+    pub payload: &'a serde_json::Value,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Serialize)]
+#[diesel(table_name = webhook_events, check_for_backend(diesel::pg::Pg))]
+pub struct EventSummary {
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub outcome: Option<String>,
+    pub received_at: DateTime<Utc>,
+    pub order_id: Option<Uuid>,
+}
+
+/// Stores the event unless its id was seen; `false` means a duplicate. A concurrent
+/// twin blocks on the primary key until the first transaction ends, then sees it.
+pub async fn insert_if_new(conn: &mut AsyncPgConnection, event: &NewEvent<'_>) -> QueryResult<bool> {
+    let inserted = diesel::insert_into(webhook_events::table)
+        .values(event)
+        .on_conflict(webhook_events::event_id)
+        .do_nothing()
+        .execute(conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
+pub async fn set_outcome(
+    conn: &mut AsyncPgConnection,
+    event_id: &str,
+    outcome: &str,
+    order_id: Option<Uuid>,
+) -> QueryResult<()> {
+    diesel::update(webhook_events::table.find(event_id))
+        .set((webhook_events::outcome.eq(outcome), webhook_events::order_id.eq(order_id)))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+pub async fn for_order(conn: &mut AsyncPgConnection, order_id: Uuid) -> QueryResult<Vec<EventSummary>> {
+    webhook_events::table
+        .filter(webhook_events::order_id.eq(order_id))
+        .order(webhook_events::received_at)
+        .select(EventSummary::as_select())
+        .load(conn)
+        .await
+}
+
+pub async fn recent(
+    conn: &mut AsyncPgConnection,
+    outcome: Option<&str>,
+    event_type: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<EventSummary>> {
+    let mut query = webhook_events::table.into_boxed();
+    if let Some(outcome) = outcome {
+        query = query.filter(webhook_events::outcome.eq(outcome));
+    }
+    if let Some(event_type) = event_type {
+        query = query.filter(webhook_events::event_type.eq(event_type));
+    }
+    query.order(webhook_events::received_at.desc()).limit(limit).select(EventSummary::as_select()).load(conn).await
+}
+
+pub async fn count_by_outcome(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(Option<String>, i64)>> {
+    webhook_events::table
+        .group_by(webhook_events::outcome)
+        .select((webhook_events::outcome, diesel::dsl::count_star()))
+        .load(conn)
+        .await
+}

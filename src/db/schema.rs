@@ -1,0 +1,160 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    accounts (id) {
+        id -> Uuid,
+        email -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    app_secrets (name) {
+        name -> Text,
+        value -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (key) {
+        key -> Text,
+        fingerprint -> Text,
+        state -> Text,
+        order_id -> Nullable<Uuid>,
+        response_status -> Nullable<Int4>,
+        response_body -> Nullable<Text>,
+        heartbeat_at -> Timestamptz,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    ledger (id) {
+        id -> Int8,
+        account_id -> Uuid,
+        order_id -> Uuid,
+        kind -> Text,
+        delta -> Int8,
+        refund_total -> Int8,
+        cause -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    order_transitions (id) {
+        id -> Int8,
+        order_id -> Uuid,
+        from_status -> Nullable<Text>,
+        to_status -> Text,
+        cause -> Text,
+        at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    orders (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        pack_id -> Text,
+        credits -> Int8,
+        amount -> Int8,
+        currency -> Text,
+        status -> Text,
+        provider_key -> Text,
+        payment_intent_id -> Nullable<Text>,
+        client_secret -> Nullable<Text>,
+        amount_refunded -> Int8,
+        dispute_seen -> Bool,
+        reconcile_lease_until -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+        paid_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    packs (id) {
+        id -> Text,
+        name -> Text,
+        credits -> Int8,
+        amount -> Int8,
+        currency -> Text,
+        sort_order -> Int4,
+    }
+}
+
+diesel::table! {
+    reconcile_runs (id) {
+        id -> Int8,
+        trigger -> Text,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+        checked -> Int4,
+        changed -> Int4,
+        errors -> Int4,
+    }
+}
+
+diesel::table! {
+    sandbox_deliveries (id) {
+        id -> Int8,
+        event_id -> Text,
+        payload -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        delivered_at -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sandbox_payment_intents (id) {
+        id -> Text,
+        client_secret -> Text,
+        idempotency_key -> Text,
+        amount -> Int8,
+        currency -> Text,
+        status -> Text,
+        metadata -> Jsonb,
+        last_payment_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    webhook_events (event_id) {
+        event_id -> Text,
+        event_type -> Text,
+        livemode -> Bool,
+        api_version -> Nullable<Text>,
+        payload -> Jsonb,
+        received_at -> Timestamptz,
+        outcome -> Nullable<Text>,
+        order_id -> Nullable<Uuid>,
+    }
+}
+
+diesel::joinable!(ledger -> accounts (account_id));
+diesel::joinable!(ledger -> orders (order_id));
+diesel::joinable!(order_transitions -> orders (order_id));
+diesel::joinable!(orders -> accounts (account_id));
+diesel::joinable!(orders -> packs (pack_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    accounts,
+    app_secrets,
+    idempotency_keys,
+    ledger,
+    order_transitions,
+    orders,
+    packs,
+    reconcile_runs,
+    sandbox_deliveries,
+    sandbox_payment_intents,
+    webhook_events,
+);

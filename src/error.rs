@@ -1,0 +1,179 @@
+//! One error type for HTTP. `Display` is the client-safe message; internal detail is
+//! kept as the source and reaches only the logs. Every failure, actix's own included,
+//! answers with SPEC §4's body: `{"error": {"code", "message"}}`.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// A client error with its own status and stable code (400, 403, 413, 415, 422…).
+    #[error("{message}")]
+    Client { status: StatusCode, code: &'static str, message: String },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("Idempotency-Key is in use by a request still in progress; retry later")]
+    KeyInUse,
+    #[error("Idempotency-Key was already used with a different request body")]
+    KeyMismatch,
+    #[error("the payment provider could not be reached; nothing was charged, retry later")]
+    Provider(#[source] anyhow::Error),
+    #[error("the database is unavailable; retry later")]
+    DbUnavailable(#[source] anyhow::Error),
+    #[error("internal error")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::Client { status: StatusCode::BAD_REQUEST, code, message: message.into() }
+    }
+
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::Client { status: StatusCode::UNPROCESSABLE_ENTITY, code, message: message.into() }
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::Client { status: StatusCode::FORBIDDEN, code, message: message.into() }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Client { code, .. } => code,
+            AppError::NotFound(_) => "not_found",
+            AppError::Unauthorized => "unauthorized",
+            AppError::KeyInUse => "idempotency_key_in_use",
+            AppError::KeyMismatch => "idempotency_key_mismatch",
+            AppError::Provider(_) => "provider_unavailable",
+            AppError::DbUnavailable(_) => "database_unavailable",
+            AppError::Internal(_) => "internal_error",
+        }
+    }
+
+    pub fn status_code_is_server_error(&self) -> bool {
+        ResponseError::status_code(self).is_server_error()
+    }
+
+    pub fn body(&self) -> serde_json::Value {
+        json!({ "error": { "code": self.code(), "message": self.to_string() } })
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AppError::Client { status, .. } => *status,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::KeyInUse => StatusCode::CONFLICT,
+            AppError::KeyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Provider(_) => StatusCode::BAD_GATEWAY,
+            AppError::DbUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(code = self.code(), error = ?anyhow_chain(self), "request failed");
+        }
+        let mut res = HttpResponse::build(status);
+        match self {
+            AppError::Unauthorized => {
+                res.insert_header((header::WWW_AUTHENTICATE, r#"Basic realm="paidonce admin", charset="UTF-8""#));
+            }
+            AppError::DbUnavailable(_) | AppError::KeyInUse => {
+                res.insert_header((header::RETRY_AFTER, "1"));
+            }
+            _ => {}
+        }
+        res.json(self.body())
+    }
+}
+
+/// The full cause chain, for logs only.
+fn anyhow_chain(err: &AppError) -> String {
+    let mut out = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+impl From<DieselError> for AppError {
+    fn from(err: DieselError) -> Self {
+        if is_unavailable(&err) {
+            AppError::DbUnavailable(err.into())
+        } else {
+            AppError::Internal(err.into())
+        }
+    }
+}
+
+impl From<crate::db::PoolError> for AppError {
+    fn from(err: crate::db::PoolError) -> Self {
+        AppError::DbUnavailable(anyhow::anyhow!("database pool: {err}"))
+    }
+}
+
+/// Connection-level failures: the database is away, not the query wrong.
+pub fn is_unavailable(err: &DieselError) -> bool {
+    match err {
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _) => true,
+        DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            let m = info.message();
+            m.contains("connection closed")
+                || m.contains("terminating connection")
+                || m.contains("error connecting")
+                || m.contains("statement timeout")
+                || m.contains("canceling statement")
+                || m.contains("the database system is")
+        }
+        _ => false,
+    }
+}
+
+/// Turns actix's own extractor errors (bad JSON, oversize body, bad form) into our body.
+pub fn json_error_handler(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as E;
+    let app = match &err {
+        E::OverflowKnownLength { .. } | E::Overflow { .. } => AppError::Client {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "payload_too_large",
+            message: "request body is too large".into(),
+        },
+        E::ContentType => AppError::Client {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_media_type",
+            message: "expected Content-Type: application/json".into(),
+        },
+        E::Deserialize(e) if e.is_data() => AppError::unprocessable("invalid_body", format!("invalid request body: {e}")),
+        E::Deserialize(e) => AppError::bad_request("malformed_json", format!("request body is not valid JSON: {e}")),
+        other => AppError::bad_request("invalid_body", format!("could not read the request body: {other}")),
+    };
+    actix_web::error::InternalError::from_response(err, app.error_response()).into()
+}
+
+pub fn form_error_handler(err: actix_web::error::UrlencodedError, _req: &HttpRequest) -> actix_web::Error {
+    let app = AppError::bad_request("invalid_form", format!("could not read the form: {err}"));
+    actix_web::error::InternalError::from_response(err, app.error_response()).into()
+}
+
+pub fn query_error_handler(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let app = AppError::bad_request("invalid_query", format!("invalid query string: {err}"));
+    actix_web::error::InternalError::from_response(err, app.error_response()).into()
+}
+
+pub fn path_error_handler(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
+    let app = AppError::NotFound("resource");
+    actix_web::error::InternalError::from_response(err, app.error_response()).into()
+}

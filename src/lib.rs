@@ -1,0 +1,15 @@
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod idempotency;
+pub mod orders;
+pub mod payments;
+pub mod reconcile;
+pub mod sandbox;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod web;
+pub mod webhook;

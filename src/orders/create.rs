@@ -1,0 +1,136 @@
+//! Order creation in three phases, so no transaction is ever open across the provider:
+//! 1. one short transaction stores the account and the pending order (and ties it to the
+//!    Idempotency-Key claim, if any); 2. the provider is asked for a PaymentIntent with the
+//!    order's own key; 3. one statement attaches it. A crash or provider outage between 1
+//!    and 3 leaves a pending order with no intent: nothing a shopper can pay. Resuming it
+//!    (a retried request, the reconciler) repeats 2 with the same key: same intent.
+
+use diesel_async::AsyncConnection;
+use uuid::Uuid;
+
+use crate::db::{self, orders::Order};
+use crate::domain::email::Email;
+use crate::domain::order::OrderStatus;
+use crate::error::AppError;
+use crate::payments::{CreateIntent, ProviderError};
+use crate::state::AppState;
+
+pub struct NewOrderRequest {
+    pub email: Email,
+    pub pack_id: String,
+}
+
+/// Validates raw input into a request; errors are 422 with a field-specific code.
+pub fn validate(email: &str, pack_id: &str) -> Result<NewOrderRequest, AppError> {
+    let email = Email::parse(email).map_err(|m| AppError::unprocessable("invalid_email", m))?;
+    let pack_id = pack_id.trim();
+    if pack_id.is_empty() || pack_id.len() > 64 {
+        return Err(AppError::unprocessable("unknown_pack", "pack_id is required"));
+    }
+    Ok(NewOrderRequest { email, pack_id: pack_id.to_owned() })
+}
+
+/// Creates (or, with `resume`, finishes) an order. `idempotency_key` is the caller's
+/// claimed key: the order id is recorded on it in the same transaction as the order.
+#[tracing::instrument(skip_all, fields(order_id))]
+pub async fn create_order(
+    state: &AppState,
+    req: &NewOrderRequest,
+    idempotency_key: Option<&str>,
+    resume: Option<Uuid>,
+) -> Result<(Order, String), AppError> {
+    let mut conn = state.db.get().await?;
+    let existing = match resume {
+        Some(id) => db::orders::find(&mut conn, id).await?,
+        None => None,
+    };
+    let order = match existing {
+        Some(order) => order,
+        None => {
+            let pack = db::packs::find(&mut conn, &req.pack_id)
+                .await?
+                .ok_or_else(|| AppError::unprocessable("unknown_pack", format!("no pack named {:?}", req.pack_id)))?;
+            let email = req.email.clone();
+            let key = idempotency_key.map(str::to_owned);
+            let order = conn
+                .transaction::<_, diesel::result::Error, _>(async move |c| {
+                    let account_id = db::accounts::upsert(c, &email).await?;
+                    let id = Uuid::new_v4();
+                    let provider_key = format!("paidonce-order-{id}");
+                    let order = db::orders::insert(
+                        c,
+                        &db::orders::NewOrder {
+                            id,
+                            account_id,
+                            pack_id: &pack.id,
+                            credits: pack.credits,
+                            amount: pack.amount,
+                            currency: &pack.currency,
+                            provider_key: &provider_key,
+                        },
+                    )
+                    .await?;
+                    db::orders::insert_transition(c, id, None, OrderStatus::Pending, "created").await?;
+                    if let Some(key) = &key {
+                        db::idempotency::set_order(c, key, id).await?;
+                    }
+                    Ok(order)
+                })
+                .await?;
+            metrics::counter!("orders_created_total").increment(1);
+            order
+        }
+    };
+    tracing::Span::current().record("order_id", tracing::field::display(order.id));
+    let email = db::accounts::email_of(&mut conn, order.account_id).await?;
+    if order.payment_intent_id.is_some() {
+        return Ok((order, email));
+    }
+    // The provider call happens with no connection held: a slow provider must not
+    // make other requests queue for database connections.
+    drop(conn);
+    let order = attach_intent(state, order).await?;
+    Ok((order, email))
+}
+
+/// Phase 2 and 3 for an order without an intent. Also used by the reconciler.
+pub async fn attach_intent(state: &AppState, order: Order) -> Result<Order, AppError> {
+    let request = CreateIntent {
+        order_id: order.id,
+        amount: order.amount,
+        currency: &order.currency,
+        description: format!("{} credits ({})", order.credits, order.pack_id),
+        idempotency_key: &order.provider_key,
+    };
+    let intent = state.provider.create_intent(&request).await.map_err(|e| match e {
+        ProviderError::Database(_) => AppError::DbUnavailable(e.into()),
+        other => AppError::Provider(other.into()),
+    })?;
+    if intent.amount != order.amount || !intent.currency.eq_ignore_ascii_case(&order.currency) {
+        return Err(AppError::Provider(anyhow::anyhow!(
+            "provider made an intent for {} {} instead of {} {}",
+            intent.amount,
+            intent.currency,
+            order.amount,
+            order.currency
+        )));
+    }
+    let Some(client_secret) = intent.client_secret.as_deref().filter(|s| !s.is_empty() && s.len() <= 512) else {
+        return Err(AppError::Provider(anyhow::anyhow!("provider answered without a usable client_secret")));
+    };
+    let mut conn = state.db.get().await?;
+    match db::orders::attach_payment_intent(&mut conn, order.id, &intent.id, client_secret).await? {
+        Some(updated) => Ok(updated),
+        None => {
+            // Someone else attached first (a concurrent resume): same key, so same intent.
+            let current = db::orders::find(&mut conn, order.id).await?.ok_or(AppError::NotFound("order"))?;
+            if current.payment_intent_id.as_deref() != Some(intent.id.as_str()) {
+                return Err(AppError::Internal(anyhow::anyhow!(
+                    "order {} already has another PaymentIntent attached",
+                    order.id
+                )));
+            }
+            Ok(current)
+        }
+    }
+}

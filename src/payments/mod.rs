@@ -1,0 +1,206 @@
+//! The only code that talks to a payment provider: Stripe through async-stripe, or the
+//! built-in sandbox. Callers see our own `IntentSnapshot`, never SDK types, and must not
+//! hold a database transaction across these calls.
+
+pub mod retry;
+pub mod sandbox;
+pub mod stripe;
+
+use serde_json::Value;
+
+use crate::domain::order::{FactKind, PaymentFact};
+
+/// Two providers known at compile time: an enum keeps dispatch simple and async-friendly
+/// without boxing futures behind a trait object.
+pub enum Provider {
+    Stripe(stripe::StripeProvider),
+    Sandbox(sandbox::SandboxProvider),
+}
+
+#[derive(Debug, Clone)]
+pub struct CreateIntent<'a> {
+    pub order_id: uuid::Uuid,
+    pub amount: i64,
+    pub currency: &'a str,
+    pub description: String,
+    /// The same for every attempt at this order, so the provider makes one intent.
+    pub idempotency_key: &'a str,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("provider unavailable after {attempts} attempt(s): {detail}")]
+    Unavailable { attempts: u32, detail: String },
+    #[error("provider refused the request ({status}): {message}")]
+    Rejected { status: u16, message: String },
+    #[error("payment intent not found")]
+    NotFound,
+    #[error("provider answered with something unusable: {0}")]
+    InvalidResponse(String),
+    #[error("sandbox database error: {0}")]
+    Database(String),
+}
+
+impl Provider {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Provider::Stripe(_) => "stripe",
+            Provider::Sandbox(_) => "sandbox",
+        }
+    }
+
+    pub async fn create_intent(&self, req: &CreateIntent<'_>) -> Result<IntentSnapshot, ProviderError> {
+        let result = match self {
+            Provider::Stripe(p) => p.create_intent(req).await,
+            Provider::Sandbox(p) => p.create_intent(req).await,
+        };
+        count("create", &result);
+        result
+    }
+
+    pub async fn retrieve_intent(&self, id: &str) -> Result<IntentSnapshot, ProviderError> {
+        if !is_valid_intent_id(id) {
+            return Err(ProviderError::InvalidResponse(format!("not a PaymentIntent id: {id:?}")));
+        }
+        let result = match self {
+            Provider::Stripe(p) => p.retrieve_intent(id).await,
+            Provider::Sandbox(p) => p.retrieve_intent(id).await,
+        };
+        count("retrieve", &result);
+        result
+    }
+}
+
+fn count(op: &'static str, result: &Result<IntentSnapshot, ProviderError>) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(ProviderError::Unavailable { .. }) => "unavailable",
+        Err(ProviderError::Rejected { .. }) => "rejected",
+        Err(ProviderError::NotFound) => "not_found",
+        Err(ProviderError::InvalidResponse(_)) => "invalid_response",
+        Err(ProviderError::Database(_)) => "database_error",
+    };
+    metrics::counter!("provider_requests_total", "operation" => op, "result" => outcome).increment(1);
+}
+
+/// Stripe ids are short ASCII words; anything else never reaches a URL path or our tables.
+pub fn is_valid_intent_id(id: &str) -> bool {
+    id.starts_with("pi_") && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntentSnapshot {
+    pub id: String,
+    /// Stripe's status string (`succeeded`, `processing`, `requires_payment_method`, …).
+    pub status: String,
+    pub amount: i64,
+    pub amount_received: Option<i64>,
+    pub currency: String,
+    pub client_secret: Option<String>,
+    pub metadata_order_id: Option<String>,
+    pub has_payment_error: bool,
+}
+
+impl IntentSnapshot {
+    /// Reads a PaymentIntent JSON object leniently: only what settlement needs must be
+    /// there and well-typed; unknown fields and statuses are fine.
+    pub fn from_json(v: &Value) -> Result<Self, String> {
+        let obj = v.as_object().ok_or("payment intent is not an object")?;
+        if let Some(kind) = obj.get("object") {
+            if kind.as_str() != Some("payment_intent") {
+                return Err(format!("object is {kind}, expected payment_intent"));
+            }
+        }
+        let id = obj.get("id").and_then(Value::as_str).filter(|s| is_valid_intent_id(s)).ok_or("missing or invalid id")?;
+        let amount = obj.get("amount").and_then(Value::as_i64).ok_or("missing or invalid amount")?;
+        let currency = obj.get("currency").and_then(Value::as_str).ok_or("missing or invalid currency")?;
+        let status = obj.get("status").and_then(Value::as_str).ok_or("missing or invalid status")?;
+        let amount_received = match obj.get("amount_received") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_i64().ok_or("invalid amount_received")?),
+        };
+        let metadata_order_id = match obj.get("metadata") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(m)) => m.get("order_id").and_then(Value::as_str).map(str::to_owned),
+            Some(_) => return Err("metadata is not an object".into()),
+        };
+        Ok(IntentSnapshot {
+            id: id.to_owned(),
+            status: status.to_owned(),
+            amount,
+            amount_received,
+            currency: currency.to_owned(),
+            client_secret: obj.get("client_secret").and_then(Value::as_str).map(str::to_owned),
+            metadata_order_id,
+            has_payment_error: obj.get("last_payment_error").is_some_and(|e| !e.is_null()),
+        })
+    }
+
+    /// What the intent's current status says about the order (SPEC §6); `None` when it
+    /// says nothing that would change an order.
+    pub fn fact(&self) -> Option<PaymentFact> {
+        let kind = match self.status.as_str() {
+            "succeeded" => FactKind::Succeeded {
+                amount_received: self.amount_received.unwrap_or(self.amount),
+                currency: self.currency.clone(),
+            },
+            "processing" => FactKind::Processing,
+            "canceled" => FactKind::Canceled,
+            "requires_payment_method" if self.has_payment_error => FactKind::Failed,
+            _ => return None,
+        };
+        Some(PaymentFact { payment_intent_id: Some(self.id.clone()), kind })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn minimal_and_extended_intents_parse() {
+        let min = json!({"id": "pi_1", "amount": 500, "currency": "usd", "status": "succeeded"});
+        let s = IntentSnapshot::from_json(&min).unwrap();
+        assert_eq!(s.amount_received, None);
+        let full = json!({"id": "pi_1", "object": "payment_intent", "amount": 500, "amount_received": 500,
+            "currency": "usd", "status": "some_future_status", "metadata": {"order_id": "x"}, "new_field": [1]});
+        let s = IntentSnapshot::from_json(&full).unwrap();
+        assert_eq!(s.metadata_order_id.as_deref(), Some("x"));
+        assert_eq!(s.fact(), None);
+    }
+
+    #[test]
+    fn hostile_intents_are_refused() {
+        for bad in [
+            json!([]),
+            json!({"id": "pi_1", "amount": "500", "currency": "usd", "status": "succeeded"}),
+            json!({"id": "../x", "amount": 500, "currency": "usd", "status": "succeeded"}),
+            json!({"id": "pi_1", "object": "charge", "amount": 500, "currency": "usd", "status": "succeeded"}),
+            json!({"id": "pi_1", "amount": 500, "currency": "usd", "status": "succeeded", "metadata": "x"}),
+            json!({"id": "pi_1", "amount": 500, "currency": 3, "status": "succeeded"}),
+        ] {
+            assert!(IntentSnapshot::from_json(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn statuses_map_to_facts_as_the_spec_says() {
+        let snap = |status: &str, err: bool| IntentSnapshot {
+            id: "pi_1".into(),
+            status: status.into(),
+            amount: 500,
+            amount_received: None,
+            currency: "usd".into(),
+            client_secret: None,
+            metadata_order_id: None,
+            has_payment_error: err,
+        };
+        assert!(matches!(snap("succeeded", false).fact().unwrap().kind, FactKind::Succeeded { amount_received: 500, .. }));
+        assert_eq!(snap("processing", false).fact().unwrap().kind, FactKind::Processing);
+        assert_eq!(snap("canceled", false).fact().unwrap().kind, FactKind::Canceled);
+        assert_eq!(snap("requires_payment_method", true).fact().unwrap().kind, FactKind::Failed);
+        assert_eq!(snap("requires_payment_method", false).fact(), None);
+        assert_eq!(snap("requires_action", false).fact(), None);
+    }
+}

@@ -1,0 +1,139 @@
+//! Heals lost webhooks: asks the provider about orders still unsettled after
+//! RECONCILE_AFTER_SECS and applies the PaymentIntent's real status through the same
+//! exactly-once `settle::apply`, and resumes creations interrupted between the database
+//! and the provider. A pass leases its orders (FOR UPDATE SKIP LOCKED, then a lease
+//! column) and keeps them until it ends, so concurrent passes on several instances never
+//! ask about the same order; no connection is held while the provider is called.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use uuid::Uuid;
+
+use crate::db;
+use crate::domain::order::OrderStatus;
+use crate::orders::settle::{self, OrderRef, Settled};
+use crate::state::AppState;
+
+/// Orders older than this are left to an operator: Stripe's own PaymentIntents expire,
+/// and a week-old pending order is a business question, not a lost webhook.
+pub const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// At most this many orders per pass; the next pass takes the rest.
+pub const BATCH: i64 = 500;
+/// A crashed pass's leases run out after this.
+const LEASE: Duration = Duration::from_secs(300);
+
+#[derive(Debug, Default, Clone)]
+pub struct ReconcileReport {
+    pub checked: u32,
+    pub changed: Vec<(Uuid, OrderStatus, OrderStatus)>,
+    pub resumed: u32,
+    pub errors: u32,
+}
+
+impl ReconcileReport {
+    /// The lines `paidonce reconcile` prints (SPEC §6).
+    pub fn lines(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.changed.iter().map(|(id, from, to)| format!("order {id}: {from} -> {to}")).collect();
+        out.push(format!("reconciled: checked {}, changed {}, errors {}", self.checked, self.changed.len(), self.errors));
+        out
+    }
+}
+
+/// One pass. Provider failures are counted in the report, never fatal.
+#[tracing::instrument(skip_all, fields(trigger))]
+pub async fn reconcile_once(state: &AppState, trigger: &str) -> anyhow::Result<ReconcileReport> {
+    let now = Utc::now();
+    let after = chrono::Duration::from_std(state.config.reconcile_after)?;
+    let mut conn = state.db.get().await?;
+    let run_id = db::reconcile_runs::start(&mut conn, trigger).await?;
+    let claimed = db::orders::claim_for_reconcile(
+        &mut conn,
+        now - after,
+        now - chrono::Duration::from_std(MAX_AGE)?,
+        now + chrono::Duration::from_std(LEASE)?,
+        BATCH,
+    )
+    .await?;
+    drop(conn);
+
+    let mut report = ReconcileReport::default();
+    for order in &claimed {
+        report.checked += 1;
+        match check(state, order).await {
+            Ok(Some(change)) => report.changed.push(change),
+            Ok(None) => {}
+            Err(Checked::Resumed) => report.resumed += 1,
+            Err(Checked::Failed(e)) => {
+                report.errors += 1;
+                metrics::counter!("reconcile_errors_total").increment(1);
+                tracing::warn!(order_id = %order.id, error = %e, "reconciling an order failed");
+            }
+        }
+    }
+
+    let mut conn = state.db.get().await?;
+    let ids: Vec<Uuid> = claimed.iter().map(|o| o.id).collect();
+    db::orders::release_leases(&mut conn, &ids).await?;
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    db::reconcile_runs::finish(&mut conn, run_id, count(claimed.len()), count(report.changed.len()), count(report.errors as usize))
+        .await?;
+    metrics::counter!("reconcile_runs_total").increment(1);
+    metrics::counter!("reconcile_changes_total").increment(report.changed.len() as u64);
+    tracing::info!(checked = report.checked, changed = report.changed.len(), resumed = report.resumed, errors = report.errors, "reconcile pass done");
+    Ok(report)
+}
+
+enum Checked {
+    Resumed,
+    Failed(anyhow::Error),
+}
+
+async fn check(state: &AppState, order: &db::orders::Order) -> Result<Option<(Uuid, OrderStatus, OrderStatus)>, Checked> {
+    let Some(pi) = &order.payment_intent_id else {
+        // Creation was interrupted after the order was stored: finish it with the same key.
+        crate::orders::create::attach_intent(state, order.clone()).await.map_err(|e| Checked::Failed(e.into()))?;
+        tracing::info!(order_id = %order.id, "resumed an interrupted order creation");
+        return Err(Checked::Resumed);
+    };
+    let intent = state.provider.retrieve_intent(pi).await.map_err(|e| Checked::Failed(e.into()))?;
+    if intent.id != *pi {
+        return Err(Checked::Failed(anyhow::anyhow!("provider answered with intent {} for {pi}", intent.id)));
+    }
+    let Some(fact) = intent.fact() else { return Ok(None) };
+    let reference = OrderRef { metadata_order_id: Some(order.id.to_string()), payment_intent_id: Some(pi.clone()) };
+    let mut conn = state.db.get().await.map_err(|e| Checked::Failed(e.into()))?;
+    let settled = conn
+        .transaction::<_, diesel::result::Error, _>(async |c| settle::apply(c, &reference, &fact, "reconciler").await)
+        .await
+        .map_err(|e| Checked::Failed(e.into()))?;
+    Ok(match settled {
+        Settled::Applied { order_id, from, to } if from != to => Some((order_id, from, to)),
+        Settled::Mismatch { order_id, .. } if order.status != OrderStatus::NeedsReview => {
+            Some((order_id, order.status, OrderStatus::NeedsReview))
+        }
+        _ => None,
+    })
+}
+
+/// The background loop: a pass every `interval`, plus a sweep of expired idempotency keys.
+pub async fn run_loop(state: actix_web::web::Data<AppState>, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await; // the first tick is immediate; let the server settle first
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = reconcile_once(&state, "loop").await {
+            tracing::warn!(error = %e, "reconcile pass failed");
+        }
+        if let Ok(mut conn) = state.db.get().await {
+            if let Err(e) = db::idempotency::delete_expired(&mut conn, 5_000).await {
+                tracing::warn!(error = %e, "sweeping expired idempotency keys failed");
+            }
+        }
+    }
+}

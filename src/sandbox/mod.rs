@@ -1,0 +1,179 @@
+//! The sandbox's pay page actions (no STRIPE_SECRET_KEY): a shopper's succeed / fail /
+//! cancel moves the sandbox PaymentIntent and enqueues the Stripe-shaped events Stripe
+//! would send, with optional delivery chaos; `delivery` posts them, signed, to our own
+//! webhook endpoint. The sandbox touches only its own tables.
+
+pub mod delivery;
+
+use chrono::{DateTime, Utc};
+use diesel_async::AsyncConnection;
+use serde_json::{Value, json};
+
+use crate::db::{self, sandbox::Intent};
+use crate::error::AppError;
+use crate::payments::sandbox::random_hex;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Succeed,
+    Fail,
+    Cancel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chaos {
+    None,
+    /// The same event delivered twice, concurrently.
+    Duplicate,
+    /// Delivered after a few seconds.
+    Delay,
+    /// A stale event of the opposite meaning delivered after the real one.
+    OutOfOrder,
+}
+
+/// How long `Chaos::Delay` holds an event back.
+pub const DELAY: chrono::Duration = chrono::Duration::seconds(3);
+
+impl Action {
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        match s {
+            "succeed" => Ok(Action::Succeed),
+            "fail" => Ok(Action::Fail),
+            "cancel" => Ok(Action::Cancel),
+            _ => Err(AppError::unprocessable("invalid_action", "action must be succeed, fail or cancel")),
+        }
+    }
+}
+
+impl Chaos {
+    pub fn parse(s: &str) -> Result<Self, AppError> {
+        match s {
+            "" | "none" => Ok(Chaos::None),
+            "duplicate" => Ok(Chaos::Duplicate),
+            "delay" => Ok(Chaos::Delay),
+            "out_of_order" => Ok(Chaos::OutOfOrder),
+            _ => Err(AppError::unprocessable("invalid_chaos", "chaos must be none, duplicate, delay or out_of_order")),
+        }
+    }
+}
+
+/// Where the shopper goes after acting: the order's status page, with the query
+/// parameters Stripe appends on its redirect.
+pub struct Acted {
+    pub return_url: String,
+}
+
+pub async fn find_intent(state: &AppState, pi: &str) -> Result<Intent, AppError> {
+    if !crate::payments::is_valid_intent_id(pi) {
+        return Err(AppError::NotFound("payment intent"));
+    }
+    let mut conn = state.db.get().await?;
+    db::sandbox::find(&mut conn, pi).await?.ok_or(AppError::NotFound("payment intent"))
+}
+
+/// Applies the shopper's action to the sandbox intent and enqueues its events.
+pub async fn act(state: &AppState, pi: &str, action: Action, chaos: Chaos) -> Result<Acted, AppError> {
+    if !state.config.is_sandbox() {
+        return Err(AppError::NotFound("sandbox"));
+    }
+    find_intent(state, pi).await?;
+    let (from, to, error, event_type, redirect_status): (&[&str], &str, Option<&str>, &str, &str) = match action {
+        Action::Succeed => (&["requires_payment_method", "processing"], "succeeded", None, "payment_intent.succeeded", "succeeded"),
+        Action::Fail => (
+            &["requires_payment_method", "processing"],
+            "requires_payment_method",
+            Some("Your card was declined (sandbox)."),
+            "payment_intent.payment_failed",
+            "failed",
+        ),
+        Action::Cancel => (&["requires_payment_method", "processing"], "canceled", None, "payment_intent.canceled", "canceled"),
+    };
+    let now = Utc::now();
+    let mut conn = state.db.get().await?;
+    let pi_owned = pi.to_owned();
+    let intent = conn
+        .transaction::<_, AppError, _>(async |c| {
+            let Some(intent) = db::sandbox::transition(c, &pi_owned, from, to, error).await? else {
+                return Err(AppError::Client {
+                    status: actix_web::http::StatusCode::CONFLICT,
+                    code: "payment_intent_settled",
+                    message: "this payment was already completed or canceled".into(),
+                });
+            };
+            let main = event(event_type, &intent, now);
+            match chaos {
+                Chaos::None => enqueue(c, &main, now).await?,
+                Chaos::Duplicate => {
+                    enqueue(c, &main, now).await?;
+                    enqueue(c, &main, now).await?;
+                }
+                Chaos::Delay => enqueue(c, &main, now + DELAY).await?,
+                Chaos::OutOfOrder => {
+                    // A stale event of the opposite meaning, created earlier, arriving later.
+                    let (stale_type, stale_status) = match action {
+                        Action::Succeed => ("payment_intent.payment_failed", "requires_payment_method"),
+                        Action::Fail | Action::Cancel => ("payment_intent.processing", "processing"),
+                    };
+                    let stale_intent = Intent { status: stale_status.to_owned(), ..intent.clone() };
+                    let stale = event(stale_type, &stale_intent, now - chrono::Duration::seconds(5));
+                    enqueue(c, &main, now).await?;
+                    enqueue(c, &stale, now + chrono::Duration::seconds(1)).await?;
+                }
+            }
+            Ok(intent)
+        })
+        .await?;
+    state.sandbox_wakeup.notify_waiters();
+    let order_id = intent.metadata.get("order_id").and_then(Value::as_str).unwrap_or_default();
+    let return_url = format!(
+        "{}?payment_intent={}&payment_intent_client_secret={}&redirect_status={redirect_status}",
+        crate::orders::view::page_url(&state.public_base_url, uuid::Uuid::parse_str(order_id).unwrap_or_default(), "status"),
+        intent.id,
+        intent.client_secret,
+    );
+    Ok(Acted { return_url })
+}
+
+async fn enqueue(conn: &mut diesel_async::AsyncPgConnection, event: &Value, at: DateTime<Utc>) -> diesel::QueryResult<()> {
+    let id = event["id"].as_str().unwrap_or_default();
+    db::sandbox::enqueue(conn, id, &event.to_string(), at).await
+}
+
+/// A Stripe-shaped event envelope around the intent as Stripe would send it.
+pub fn event(event_type: &str, intent: &Intent, created: DateTime<Utc>) -> Value {
+    json!({
+        "id": format!("evt_sandbox_{}", random_hex(12)),
+        "object": "event",
+        "api_version": "2026-09-30.endive",
+        "created": created.timestamp(),
+        "livemode": false,
+        "pending_webhooks": 1,
+        "request": { "id": null, "idempotency_key": null },
+        "type": event_type,
+        "data": { "object": intent_json(intent) },
+    })
+}
+
+pub fn intent_json(intent: &Intent) -> Value {
+    let succeeded = intent.status == "succeeded";
+    json!({
+        "id": intent.id,
+        "object": "payment_intent",
+        "amount": intent.amount,
+        "amount_capturable": 0,
+        "amount_received": if succeeded { intent.amount } else { 0 },
+        "capture_method": "automatic",
+        "client_secret": intent.client_secret,
+        "confirmation_method": "automatic",
+        "created": intent.created_at.timestamp(),
+        "currency": intent.currency,
+        "last_payment_error": intent.last_payment_error.as_ref().map(|m| json!({
+            "type": "card_error", "code": "card_declined", "message": m
+        })),
+        "livemode": false,
+        "metadata": intent.metadata,
+        "payment_method_types": ["card"],
+        "status": intent.status,
+    })
+}

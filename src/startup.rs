@@ -1,0 +1,194 @@
+//! Builds the application the same way for `main` and for the tests: database (embedded
+//! or DATABASE_URL), migrations, state, HTTP server and background tasks.
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use rand::distr::{Alphanumeric, SampleString};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::watch;
+use url::Url;
+
+use crate::config::Config;
+use crate::db::embedded::{EmbeddedPostgres, Options};
+use crate::db::{self, Pool};
+use crate::payments::{Provider, retry::RetryPolicy, sandbox::SandboxProvider, stripe::StripeProvider};
+use crate::state::AppState;
+
+/// A database URL, and the embedded server behind it when we started one.
+pub struct Database {
+    pub url: String,
+    pub embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    /// DATABASE_URL, or the private cluster under PAIDONCE_DATA_DIR.
+    pub async fn open(config: &Config) -> anyhow::Result<Database> {
+        if let Some(url) = &config.database_url {
+            return Ok(Database { url: url.expose_secret().to_owned(), embedded: None });
+        }
+        let pg = EmbeddedPostgres::start(&config.data_dir, &Options::default())?;
+        if let Err(e) = pg.ensure_database("paidonce").await {
+            pg.stop();
+            return Err(e);
+        }
+        Ok(Database { url: pg.url("paidonce"), embedded: Some(pg) })
+    }
+
+    pub fn stop(&self) {
+        if let Some(pg) = &self.embedded {
+            pg.stop();
+        }
+    }
+}
+
+/// Everything but the HTTP server: used by `serve`, `reconcile` and the tests.
+pub async fn build_state(config: Config, url: &str, public_base_url: Url) -> anyhow::Result<AppState> {
+    let pool: Pool = db::pool(url, config.pool_size)?;
+    let mut conn = pool.get().await.context("connecting to the database")?;
+    let csrf_key = db::secrets::get_or_insert(&mut conn, "csrf_key", &random_token(48)).await?;
+    let webhook_secrets = if !config.webhook_secrets.is_empty() {
+        config.webhook_secrets.clone()
+    } else if config.is_sandbox() {
+        let generated = format!("whsec_{}", random_token(40));
+        vec![SecretString::from(db::secrets::get_or_insert(&mut conn, "sandbox_webhook_secret", &generated).await?)]
+    } else {
+        Vec::new()
+    };
+    drop(conn);
+    let provider = match &config.stripe {
+        Some(stripe) => Provider::Stripe(StripeProvider::new(stripe, RetryPolicy::default())?),
+        None => Provider::Sandbox(SandboxProvider::new(pool.clone())),
+    };
+    let admin_password = config.admin_password.clone().unwrap_or_else(|| SecretString::from(random_token(24)));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("building the HTTP client")?;
+    Ok(AppState {
+        config,
+        db: pool,
+        provider,
+        webhook_secrets,
+        csrf_key: SecretString::from(csrf_key),
+        admin_password,
+        public_base_url,
+        signature_failures: Default::default(),
+        http,
+        sandbox_wakeup: Default::default(),
+    })
+}
+
+pub fn random_token(len: usize) -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), len)
+}
+
+pub struct Application {
+    local_addr: SocketAddr,
+    server: actix_web::dev::Server,
+    state: web::Data<AppState>,
+    database: Database,
+}
+
+impl Application {
+    /// Opens the database (starting the embedded one if needed), migrates and binds.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        config.check_serve()?;
+        let database = Database::open(&config).await?;
+        match Self::build_with(config, database).await {
+            Ok(app) => Ok(app),
+            Err((e, database)) => {
+                database.stop();
+                Err(e)
+            }
+        }
+    }
+
+    async fn build_with(config: Config, database: Database) -> Result<Application, (anyhow::Error, Database)> {
+        let built = async {
+            let applied = db::run_migrations(&database.url).await?;
+            if !applied.is_empty() {
+                tracing::info!(?applied, "migrations applied");
+            }
+            let listener = TcpListener::bind(config.bind).with_context(|| format!("binding {}", config.bind))?;
+            let local_addr = listener.local_addr()?;
+            let base = match &config.public_base_url {
+                Some(url) => url.clone(),
+                None => Url::parse(&format!("http://{local_addr}"))?,
+            };
+            let state = web::Data::new(build_state(config, &database.url, base).await?);
+            let app_state = state.clone();
+            let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
+            let server = HttpServer::new(move || {
+                App::new()
+                    .wrap(tracing_actix_web::TracingLogger::default())
+                    .app_data(app_state.clone())
+                    .configure(crate::web::configure)
+            })
+            .workers(workers)
+            .disable_signals()
+            .shutdown_timeout(30)
+            .listen(listener)?
+            .run();
+            anyhow::Ok((local_addr, server, state))
+        }
+        .await;
+        match built {
+            Ok((local_addr, server, state)) => Ok(Application { local_addr, server, state, database }),
+            Err(e) => Err((e, database)),
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    /// Serves until SIGINT or SIGTERM, both graceful (in-flight requests finish), then
+    /// stops the background tasks and the embedded database.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application { server, state, database, .. } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        if !state.config.reconcile_interval.is_zero() {
+            tasks.push(tokio::spawn(crate::reconcile::run_loop(state.clone(), state.config.reconcile_interval, stop_rx.clone())));
+        }
+        if state.config.is_sandbox() {
+            tasks.push(tokio::spawn(crate::sandbox::delivery::run_worker(state.clone(), stop_rx.clone())));
+        }
+        let handle = server.handle();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            handle.stop(true).await;
+        });
+        let served = server.await;
+        let _ = stop_tx.send(true);
+        for task in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        database.stop();
+        served.context("HTTP server")
+    }
+}
+
+async fn wait_for_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,29 @@
+//! What every handler and background task shares. Built once by `startup`.
+
+use std::sync::atomic::AtomicU64;
+
+use secrecy::SecretString;
+use url::Url;
+
+use crate::config::Config;
+use crate::db::Pool;
+use crate::payments::Provider;
+
+pub struct AppState {
+    pub config: Config,
+    pub db: Pool,
+    pub provider: Provider,
+    /// Accepted webhook signing secrets: the configured ones, or the sandbox's generated one.
+    pub webhook_secrets: Vec<SecretString>,
+    /// Signs CSRF tokens; shared through the database by every instance.
+    pub csrf_key: SecretString,
+    pub admin_password: SecretString,
+    /// Base of URLs the outside world sees.
+    pub public_base_url: Url,
+    /// Rejected webhook signatures since this instance started (SPEC: nothing is stored for them).
+    pub signature_failures: AtomicU64,
+    /// For the sandbox's outgoing webhook deliveries.
+    pub http: reqwest::Client,
+    /// Wakes this instance's sandbox delivery worker when an action enqueued events.
+    pub sandbox_wakeup: tokio::sync::Notify,
+}

@@ -1,0 +1,74 @@
+//! The one route table. Handlers extract, call one function, and map the result.
+
+pub mod admin_api;
+pub mod api;
+pub mod auth;
+pub mod csrf;
+pub mod health;
+pub mod webhook;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::error::{self, AppError};
+
+/// The webhook body limit (SPEC §5): 524,288 bytes is still accepted.
+pub const WEBHOOK_BODY_LIMIT: usize = 512 * 1024;
+/// API and form bodies are small; anything bigger is refused with 413.
+pub const API_BODY_LIMIT: usize = 16 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::JsonConfig::default().limit(API_BODY_LIMIT).error_handler(error::json_error_handler))
+        .app_data(web::FormConfig::default().limit(API_BODY_LIMIT).error_handler(error::form_error_handler))
+        .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
+        .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
+        .app_data(web::PayloadConfig::new(API_BODY_LIMIT))
+        .service(resource("/healthz").route(web::get().to(health::healthz)))
+        .service(resource("/readyz").route(web::get().to(health::readyz)))
+        .service(resource("/metrics").route(web::get().to(health::metrics)))
+        .service(resource("/api/packs").route(web::get().to(api::get_packs)))
+        .service(resource("/api/orders").route(web::post().to(api::post_order)))
+        .service(resource("/api/orders/{id}").route(web::get().to(api::get_order)))
+        .service(
+            resource("/webhooks/stripe")
+                .app_data(web::PayloadConfig::new(WEBHOOK_BODY_LIMIT))
+                .route(web::post().to(webhook::post_stripe_webhook)),
+        )
+        .service(
+            web::scope("/admin/api")
+                .service(resource("/orders/{id}").route(web::get().to(admin_api::get_order)))
+                .service(resource("/accounts/{email}").route(web::get().to(admin_api::get_account)))
+                .service(resource("/events").route(web::get().to(admin_api::get_events))),
+        )
+        .default_service(web::to(not_found));
+}
+
+/// A resource whose wrong methods answer 405 in our error shape.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    actix_web::ResponseError::error_response(&AppError::Client {
+        status: actix_web::http::StatusCode::NOT_FOUND,
+        code: "not_found",
+        message: format!("no route for {} {}", req.method(), req.path()),
+    })
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    actix_web::ResponseError::error_response(&AppError::Client {
+        status: actix_web::http::StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: format!("{} is not allowed on {}", req.method(), req.path()),
+    })
+}
+
+/// Maps a body-extractor failure (oversize, broken stream) to our error shape.
+pub fn payload_error(err: actix_web::Error) -> AppError {
+    let status = err.as_response_error().status_code();
+    if status == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+        AppError::Client { status, code: "payload_too_large", message: "request body is too large".into() }
+    } else {
+        AppError::bad_request("unreadable_body", "could not read the request body")
+    }
+}

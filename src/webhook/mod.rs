@@ -1,0 +1,148 @@
+//! Incoming Stripe events. Verification happens on the raw bytes before any parsing;
+//! everything after verification runs in ONE transaction, so that the dedup row, the
+//! order transition, the ledger rows and the recorded outcome commit together or not at all.
+
+pub mod event;
+pub mod signature;
+
+use std::time::Instant;
+
+use actix_web::http::header::HeaderMap;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde::Serialize;
+
+use crate::config::KeyMode;
+use crate::db;
+use crate::error::AppError;
+use crate::orders::settle::{self, Settled};
+use crate::state::AppState;
+use event::{Event, Meaning};
+use signature::SignatureError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Applied,
+    Duplicate,
+    Noop,
+    Ignored,
+    UnknownOrder,
+    Mismatch,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Noop => "noop",
+            Outcome::Ignored => "ignored",
+            Outcome::UnknownOrder => "unknown_order",
+            Outcome::Mismatch => "mismatch",
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Receipt {
+    pub received: bool,
+    pub event_id: String,
+    pub outcome: Outcome,
+}
+
+/// Verifies, parses and applies one delivery.
+pub async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Receipt, AppError> {
+    let started = Instant::now();
+    let result = handle_inner(state, headers, body).await;
+    let outcome = match &result {
+        Ok(r) => r.outcome.as_str(),
+        Err(e) => e.code(),
+    };
+    metrics::histogram!("webhook_handling_seconds").record(started.elapsed().as_secs_f64());
+    metrics::counter!("webhook_requests_total", "result" => outcome).increment(1);
+    result
+}
+
+async fn handle_inner(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Receipt, AppError> {
+    verify(state, headers, body)?;
+    let event = Event::parse(body).map_err(|e| AppError::bad_request(e.code(), e.to_string()))?;
+    let meaning = event.meaning().map_err(|e| AppError::bad_request(e.code(), e.to_string()))?;
+    let livemode_ok = match state.config.stripe.as_ref().and_then(|s| s.key_mode()) {
+        Some(KeyMode::Live) => event.livemode,
+        Some(KeyMode::Test) => !event.livemode,
+        None => true,
+    };
+
+    let mut conn = state.db.get().await?;
+    let outcome = conn
+        .transaction::<_, diesel::result::Error, _>(async |c| apply(c, &event, &meaning, livemode_ok).await)
+        .await?;
+    metrics::counter!("webhook_events_total", "type" => metric_type(&event.event_type), "outcome" => outcome.as_str())
+        .increment(1);
+    tracing::info!(event_id = %event.id, event_type = %event.event_type, outcome = outcome.as_str(), "webhook event");
+    Ok(Receipt { received: true, event_id: event.id, outcome })
+}
+
+fn verify(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), AppError> {
+    let mut values = headers.get_all("stripe-signature");
+    let result = match (values.next(), values.next()) {
+        (None, _) => Err(SignatureError::Missing),
+        (Some(_), Some(_)) => Err(SignatureError::Multiple),
+        (Some(value), None) => match value.to_str() {
+            Ok(header) => {
+                let now = chrono::Utc::now().timestamp();
+                let tolerance = i64::try_from(state.config.webhook_tolerance.as_secs()).unwrap_or(i64::MAX);
+                signature::verify(header, body, &state.webhook_secrets, now, tolerance).map(|_| ())
+            }
+            Err(_) => Err(SignatureError::Malformed("header is not visible ASCII")),
+        },
+    };
+    result.map_err(|e| {
+        state.signature_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!("webhook_signature_failures_total", "reason" => e.code()).increment(1);
+        tracing::warn!(reason = e.code(), "webhook signature rejected");
+        AppError::bad_request(e.code(), e.to_string())
+    })
+}
+
+/// The transaction body: dedup, settle, record the outcome.
+async fn apply(conn: &mut AsyncPgConnection, event: &Event, meaning: &Meaning, livemode_ok: bool) -> diesel::QueryResult<Outcome> {
+    let new = db::events::NewEvent {
+        event_id: &event.id,
+        event_type: &event.event_type,
+        livemode: event.livemode,
+        api_version: event.api_version.as_deref(),
+        payload: &event.raw,
+    };
+    if !db::events::insert_if_new(conn, &new).await? {
+        return Ok(Outcome::Duplicate);
+    }
+    let (outcome, order_id) = match meaning {
+        Meaning::Ignored(_) => (Outcome::Ignored, None),
+        Meaning::Fact { reference, .. } if !livemode_ok => {
+            let flagged = settle::flag(conn, reference, &event.id, "event livemode contradicts the configured key").await?;
+            (Outcome::Mismatch, flagged)
+        }
+        Meaning::Fact { reference, fact } => {
+            let settled = settle::apply(conn, reference, fact, &event.id).await?;
+            (outcome_of(&settled), settled.order_id())
+        }
+    };
+    db::events::set_outcome(conn, &event.id, outcome.as_str(), order_id).await?;
+    Ok(outcome)
+}
+
+pub fn outcome_of(settled: &Settled) -> Outcome {
+    match settled {
+        Settled::UnknownOrder => Outcome::UnknownOrder,
+        Settled::Noop { .. } => Outcome::Noop,
+        Settled::Mismatch { .. } => Outcome::Mismatch,
+        Settled::Applied { .. } => Outcome::Applied,
+    }
+}
+
+/// Metric label for an event type: handled types by name, the rest as "other", so a
+/// sender cannot grow the label set without bound.
+fn metric_type(event_type: &str) -> &'static str {
+    event::HANDLED_TYPES.iter().find(|t| **t == event_type).copied().unwrap_or("other")
+}
