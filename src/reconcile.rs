@@ -119,12 +119,9 @@ async fn check(state: &AppState, order: &db::orders::Order) -> Result<Option<(Uu
 
 /// The background loop: a pass every `interval`, plus a sweep of expired idempotency keys.
 pub async fn run_loop(state: actix_web::web::Data<AppState>, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await; // the first tick is immediate; let the server settle first
     loop {
         tokio::select! {
-            _ = ticker.tick() => {}
+            _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
         if let Err(e) = reconcile_once(&state, "loop").await {
