@@ -1,1 +1,10 @@
-fn main() {}
+mod cli;
+mod concurrency;
+mod helpers;
+mod idempotency;
+mod orders;
+mod reconcile;
+mod stripe_double;
+mod stripe_provider;
+mod webhook_events;
+mod webhook_signature;

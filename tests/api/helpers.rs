@@ -1,0 +1,377 @@
+//! Test harness: one Postgres per test process (TEST_DATABASE_URL, or a cluster started
+//! with the app's own embedded-database code), a migrated template, and a fresh database
+//! cloned from it for every test. `spawn_app` serves the real app on a real socket.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use paidonce::config::Config;
+use paidonce::db::embedded::{EmbeddedPostgres, Options};
+use paidonce::startup::Application;
+use paidonce::webhook::signature;
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+pub const WEBHOOK_SECRET: &str = "whsec_test_secret_for_paidonce";
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+const TEMPLATE: &str = "paidonce_template";
+
+static SERVER: OnceLock<String> = OnceLock::new();
+static EMBEDDED: OnceLock<EmbeddedPostgres> = OnceLock::new();
+static TEMPLATE_READY: OnceCell<()> = OnceCell::const_new();
+
+/// Admin URL of the test server, given a database name.
+fn server_url(db: &str) -> String {
+    let base = SERVER.get_or_init(|| {
+        if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+            return url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(url);
+        }
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("paidonce-test-pg");
+        let options = Options {
+            settings: vec![
+                ("fsync".into(), "off".into()),
+                ("synchronous_commit".into(), "off".into()),
+                ("full_page_writes".into(), "off".into()),
+                ("max_connections".into(), "400".into()),
+            ],
+        };
+        let pg = EmbeddedPostgres::start(&dir, &options).expect("starting the test Postgres");
+        let url = pg.url("postgres");
+        let _ = EMBEDDED.set(pg);
+        // Stop it when the test process exits (if this process started it).
+        extern "C" fn stop_at_exit() {
+            if let Some(pg) = EMBEDDED.get() {
+                pg.stop();
+            }
+        }
+        unsafe {
+            libc::atexit(stop_at_exit);
+        }
+        url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(url)
+    });
+    // The embedded URL carries the socket as percent-encoded host, so the db is the last segment.
+    format!("{base}/{db}")
+}
+
+pub async fn admin_conn() -> AsyncPgConnection {
+    let url = server_url("postgres");
+    AsyncPgConnection::establish(&url).await.expect("connecting to the test server")
+}
+
+async fn ensure_template() {
+    TEMPLATE_READY
+        .get_or_init(|| async {
+            let mut conn = admin_conn().await;
+            // Several test processes (nextest) may race here.
+            conn.batch_execute("SELECT pg_advisory_lock(7283001)").await.expect("lock");
+            let exists = diesel::sql_query(format!("SELECT 1 FROM pg_database WHERE datname = '{TEMPLATE}'"))
+                .execute(&mut conn)
+                .await
+                .expect("probe template")
+                == 1;
+            if !exists {
+                conn.batch_execute(&format!("CREATE DATABASE {TEMPLATE}")).await.expect("create template");
+            }
+            paidonce::db::run_migrations(&server_url(TEMPLATE)).await.expect("migrating the template");
+            conn.batch_execute("SELECT pg_advisory_unlock(7283001)").await.expect("unlock");
+        })
+        .await;
+}
+
+/// A database of its own for one test, dropped when the test ends.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        ensure_template().await;
+        let name = format!("t_{}", Uuid::new_v4().simple());
+        let mut conn = admin_conn().await;
+        let mut tries = 0;
+        loop {
+            match conn.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}")).await {
+                Ok(()) => break,
+                // The template is briefly busy while another process migrates or clones it.
+                Err(e) if tries < 50 && e.to_string().contains("being accessed by other users") => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("creating test database: {e}"),
+            }
+        }
+        TestDb { url: server_url(&name), name }
+    }
+
+    pub async fn conn(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.url).await.expect("connecting to the test database")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime; do the async work on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            rt.block_on(async {
+                if let Ok(mut conn) = AsyncPgConnection::establish(&server_url("postgres")).await {
+                    let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Configuration for a test app: sandbox provider, fixed secrets, no background reconciler.
+pub fn test_config(db_url: &str, overrides: &[(&str, &str)]) -> Config {
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("DATABASE_URL".into(), db_url.to_owned()),
+        ("PAIDONCE_BIND".into(), "127.0.0.1:0".into()),
+        ("STRIPE_WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
+        ("ADMIN_PASSWORD".into(), ADMIN_PASSWORD.into()),
+        ("RECONCILE_INTERVAL_SECS".into(), "0".into()),
+        ("DATABASE_POOL_SIZE".into(), "10".into()),
+        ("RUST_LOG".into(), "warn".into()),
+    ]);
+    for (k, v) in overrides {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    Config::from_lookup(|k| vars.get(k).cloned()).expect("test config")
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: std::sync::Arc<TestDb>,
+    pub state: actix_web::web::Data<paidonce::state::AppState>,
+}
+
+/// An app on its own fresh database.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let db = std::sync::Arc::new(TestDb::new().await);
+    spawn_app_on(db, overrides).await
+}
+
+/// Another instance on the same database (two instances, one database).
+pub async fn spawn_app_on(db: std::sync::Arc<TestDb>, overrides: &[(&str, &str)]) -> TestApp {
+    if std::env::var("TEST_LOG").is_ok() {
+        paidonce::telemetry::init_logging("info", false);
+    }
+    let app = Application::build(test_config(&db.url, overrides)).await.expect("building the app");
+    let address = format!("http://{}", app.local_addr());
+    let state = app.state();
+    tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    TestApp { address, client, db, state }
+}
+
+impl TestApp {
+    pub async fn post_order(&self, body: &Value) -> reqwest::Response {
+        self.client.post(format!("{}/api/orders", self.address)).json(body).send().await.expect("post order")
+    }
+
+    pub async fn post_order_with_key(&self, body: &Value, key: &str) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/orders", self.address))
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .expect("post order")
+    }
+
+    /// Creates an order and returns its 201 body.
+    pub async fn create_order(&self, email: &str, pack: &str) -> Value {
+        let res = self.post_order(&json!({"email": email, "pack_id": pack})).await;
+        assert_eq!(res.status(), 201);
+        res.json().await.expect("order json")
+    }
+
+    pub async fn get_order(&self, id: &str) -> reqwest::Response {
+        self.client.get(format!("{}/api/orders/{id}", self.address)).send().await.expect("get order")
+    }
+
+    pub async fn order_status(&self, id: &str) -> String {
+        let body: Value = self.get_order(id).await.json().await.expect("json");
+        body["status"].as_str().unwrap_or_default().to_owned()
+    }
+
+    /// Signs `event` exactly as the Stripe CLI does (t=now, one v1, whole whsec as key).
+    pub async fn post_webhook(&self, event: &Value) -> reqwest::Response {
+        let body = serde_json::to_vec(event).expect("event bytes");
+        let header = signature::header(WEBHOOK_SECRET, chrono::Utc::now().timestamp(), &body);
+        self.post_webhook_raw(body, Some(&header)).await
+    }
+
+    pub async fn post_webhook_raw(&self, body: Vec<u8>, header: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.post(format!("{}/webhooks/stripe", self.address)).header("Content-Type", "application/json");
+        if let Some(h) = header {
+            req = req.header("Stripe-Signature", h);
+        }
+        req.body(body).send().await.expect("post webhook")
+    }
+
+    /// Posts and returns (status, outcome).
+    pub async fn deliver(&self, event: &Value) -> (u16, String) {
+        let res = self.post_webhook(event).await;
+        let status = res.status().as_u16();
+        let body: Value = res.json().await.unwrap_or_default();
+        (status, body["outcome"].as_str().unwrap_or_default().to_owned())
+    }
+
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .expect("admin get")
+    }
+
+    pub async fn balance(&self, email: &str) -> i64 {
+        let res = self.admin_get(&format!("/admin/api/accounts/{email}")).await;
+        if res.status() == 404 {
+            return 0;
+        }
+        let body: Value = res.json().await.expect("account json");
+        body["balance"].as_i64().expect("balance")
+    }
+
+    /// SPEC §3's money rules, checked over every order in the database.
+    pub async fn assert_money_invariant(&self) {
+        assert_money_invariant(&self.db).await;
+    }
+}
+
+#[derive(diesel::QueryableByName, Debug)]
+struct OrderMoney {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: Uuid,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    status: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    credits: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    amount: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    amount_refunded: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    grants: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    grant_rows: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    revoked: i64,
+}
+
+pub async fn assert_money_invariant(db: &TestDb) {
+    let mut conn = db.conn().await;
+    let rows: Vec<OrderMoney> = diesel::sql_query(
+        "SELECT o.id, o.status, o.credits, o.amount, o.amount_refunded, \
+           COALESCE(SUM(l.delta) FILTER (WHERE l.kind = 'grant'), 0)::bigint AS grants, \
+           COUNT(l.id) FILTER (WHERE l.kind = 'grant') AS grant_rows, \
+           COALESCE(-SUM(l.delta) FILTER (WHERE l.kind = 'refund'), 0)::bigint AS revoked \
+         FROM orders o LEFT JOIN ledger l ON l.order_id = o.id GROUP BY o.id",
+    )
+    .load(&mut conn)
+    .await
+    .expect("money query");
+    for o in rows {
+        let was_paid = ["paid", "partially_refunded", "refunded", "disputed"].contains(&o.status.as_str());
+        if was_paid {
+            assert_eq!((o.grant_rows, o.grants), (1, o.credits), "order {} ({}) must have exactly one grant", o.id, o.status);
+            let expected = paidonce::domain::order::revoked_credits(o.credits, o.amount, o.amount_refunded);
+            assert_eq!(o.revoked, expected, "order {} revoked credits", o.id);
+        } else if o.status != "needs_review" {
+            assert_eq!((o.grant_rows, o.revoked), (0, 0), "order {} ({}) never paid: no ledger rows", o.id, o.status);
+        } else {
+            assert!(o.grant_rows <= 1, "order {} has {} grants", o.id, o.grant_rows);
+        }
+    }
+    // Every account's balance is the sum of its ledger rows (and never double-counts).
+    #[derive(diesel::QueryableByName)]
+    struct Mismatch {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let m: Mismatch = diesel::sql_query(
+        "SELECT COUNT(*) AS n FROM accounts a WHERE \
+           (SELECT COALESCE(SUM(delta), 0) FROM ledger WHERE account_id = a.id) <> \
+           (SELECT COALESCE(SUM(l.delta), 0) FROM ledger l JOIN orders o ON o.id = l.order_id WHERE o.account_id = a.id)",
+    )
+    .get_result(&mut conn)
+    .await
+    .expect("balance query");
+    assert_eq!(m.n, 0, "ledger rows belong to the order's own account");
+}
+
+/// A `payment_intent.*` event as Stripe sends it (API version, extra fields and all).
+pub fn pi_event(event_id: &str, event_type: &str, order: &Value, status: &str, amount_received: i64) -> Value {
+    json!({
+        "id": event_id,
+        "object": "event",
+        "api_version": "2026-09-30.endive",
+        "created": chrono::Utc::now().timestamp(),
+        "livemode": false,
+        "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null},
+        "type": event_type,
+        "data": {"object": {
+            "id": order["payment_intent_id"],
+            "object": "payment_intent",
+            "amount": order["amount"],
+            "amount_capturable": 0,
+            "amount_received": amount_received,
+            "capture_method": "automatic",
+            "confirmation_method": "automatic",
+            "created": 1_700_000_000,
+            "currency": order["currency"],
+            "livemode": false,
+            "metadata": {"order_id": order["id"]},
+            "payment_method_types": ["card"],
+            "status": status,
+        }},
+    })
+}
+
+pub fn succeeded(event_id: &str, order: &Value) -> Value {
+    pi_event(event_id, "payment_intent.succeeded", order, "succeeded", order["amount"].as_i64().unwrap_or_default())
+}
+
+pub fn failed(event_id: &str, order: &Value) -> Value {
+    pi_event(event_id, "payment_intent.payment_failed", order, "requires_payment_method", 0)
+}
+
+pub fn refunded(event_id: &str, order: &Value, amount_refunded: i64) -> Value {
+    json!({
+        "id": event_id, "object": "event", "type": "charge.refunded", "livemode": false, "created": 1_700_000_000,
+        "data": {"object": {
+            "id": "ch_test", "object": "charge", "amount": order["amount"], "amount_refunded": amount_refunded,
+            "currency": order["currency"], "payment_intent": order["payment_intent_id"], "refunded": true,
+        }},
+    })
+}
+
+pub fn disputed(event_id: &str, order: &Value) -> Value {
+    json!({
+        "id": event_id, "object": "event", "type": "charge.dispute.created", "livemode": false, "created": 1_700_000_000,
+        "data": {"object": {"id": "dp_test", "object": "dispute", "charge": "ch_test", "payment_intent": order["payment_intent_id"], "amount": order["amount"]}},
+    })
+}
+
+pub fn new_event_id() -> String {
+    format!("evt_test_{}", Uuid::new_v4().simple())
+}
+
+pub fn unique_email() -> String {
+    format!("buyer-{}@example.com", Uuid::new_v4().simple())
+}

@@ -1,0 +1,136 @@
+//! A Stripe API double on wiremock: creates PaymentIntents from the form body the way
+//! Stripe does (the same Idempotency-Key returns the same intent), and answers retrieves
+//! with whatever status the test set.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+#[derive(Default)]
+pub struct Intents {
+    by_key: HashMap<String, String>,
+    pub objects: HashMap<String, Value>,
+}
+
+pub struct StripeDouble {
+    pub server: MockServer,
+    pub intents: Arc<Mutex<Intents>>,
+}
+
+struct CreateResponder {
+    intents: Arc<Mutex<Intents>>,
+    delay: Duration,
+}
+
+impl Respond for CreateResponder {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let form: HashMap<String, String> = url::form_urlencoded::parse(&req.body).into_owned().collect();
+        let key = req.headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let mut intents = self.intents.lock().unwrap();
+        let id = match intents.by_key.get(&key) {
+            Some(id) if !key.is_empty() => id.clone(),
+            _ => {
+                let id = format!("pi_double_{}", uuid::Uuid::new_v4().simple());
+                let amount: i64 = form.get("amount").and_then(|a| a.parse().ok()).unwrap_or(0);
+                let object = json!({
+                    "id": id, "object": "payment_intent", "amount": amount, "amount_capturable": 0, "amount_received": 0,
+                    "capture_method": "automatic", "confirmation_method": "automatic", "created": 1_700_000_000,
+                    "currency": form.get("currency").cloned().unwrap_or_default(), "livemode": false,
+                    "metadata": {"order_id": form.get("metadata[order_id]").cloned().unwrap_or_default()},
+                    "payment_method_types": ["card"], "status": "requires_payment_method",
+                    "client_secret": format!("{id}_secret_double"),
+                });
+                intents.objects.insert(id.clone(), object);
+                intents.by_key.insert(key, id.clone());
+                id
+            }
+        };
+        ResponseTemplate::new(200).set_body_json(intents.objects[&id].clone()).set_delay(self.delay)
+    }
+}
+
+struct RetrieveResponder {
+    intents: Arc<Mutex<Intents>>,
+}
+
+impl Respond for RetrieveResponder {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let id = req.url.path().rsplit('/').next().unwrap_or_default();
+        match self.intents.lock().unwrap().objects.get(id) {
+            Some(o) => ResponseTemplate::new(200).set_body_json(o.clone()),
+            None => ResponseTemplate::new(404).set_body_json(
+                json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such payment_intent"}}),
+            ),
+        }
+    }
+}
+
+pub fn stripe_error(status: u16) -> ResponseTemplate {
+    ResponseTemplate::new(status).set_body_json(json!({"error": {"type": "api_error", "message": format!("double says {status}")}}))
+}
+
+impl StripeDouble {
+    pub async fn start() -> StripeDouble {
+        Self::start_with_delay(Duration::ZERO).await
+    }
+
+    /// Mount failure mocks (with `up_to_n_times`) BEFORE calling this: wiremock matches in
+    /// mount order, so they answer first and this one takes over when they are used up.
+    pub async fn start_with_delay(delay: Duration) -> StripeDouble {
+        let server = MockServer::start().await;
+        Self::on(server, delay).await
+    }
+
+    pub async fn on(server: MockServer, delay: Duration) -> StripeDouble {
+        let intents = Arc::new(Mutex::new(Intents::default()));
+        Mock::given(method("POST"))
+            .and(path("/v1/payment_intents"))
+            .respond_with(CreateResponder { intents: intents.clone(), delay })
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path_regex(r"^/v1/payment_intents/[A-Za-z0-9_]+$"))
+            .respond_with(RetrieveResponder { intents: intents.clone() })
+            .mount(&server)
+            .await;
+        StripeDouble { server, intents }
+    }
+
+    /// Env overrides pointing the app at this double.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![("STRIPE_SECRET_KEY", "sk_test_double".into()), ("STRIPE_API_BASE", self.server.uri())]
+    }
+
+    /// Sets what a retrieve of `pi` answers (status, and amount_received for success).
+    pub fn set_status(&self, pi: &str, status: &str) {
+        let mut intents = self.intents.lock().unwrap();
+        if let Some(o) = intents.objects.get_mut(pi) {
+            o["status"] = json!(status);
+            if status == "succeeded" {
+                o["amount_received"] = o["amount"].clone();
+            }
+            if status == "requires_payment_method" {
+                o["last_payment_error"] = json!({"type": "card_error", "message": "declined"});
+            }
+        }
+    }
+
+    pub async fn requests(&self, http_method: &str, path_prefix: &str) -> Vec<Request> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.method.as_str() == http_method && r.url.path().starts_with(path_prefix))
+            .collect()
+    }
+}
+
+/// The overrides as the `&[(&str, &str)]` spawn_app takes.
+pub fn as_pairs<'a>(v: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    v.iter().map(|(k, val)| (*k, val.as_str())).collect()
+}
