@@ -10,12 +10,16 @@ use crate::config::Config;
 use crate::startup::{Application, Database, build_state};
 
 #[derive(Debug, Parser)]
-#[command(name = "paidonce", version, about = "Sells credits through Stripe PaymentIntents and marks every order paid exactly once.",
+#[command(
+    name = "paidonce",
+    version,
+    about = "Sells credits through Stripe PaymentIntents and marks every order paid exactly once.",
     long_about = "Sells credits through Stripe PaymentIntents and marks every order paid exactly once.\n\n\
     Configuration comes from the environment (and a .env file): DATABASE_URL, PAIDONCE_DATA_DIR, PAIDONCE_BIND,\n\
     PUBLIC_BASE_URL, STRIPE_SECRET_KEY, STRIPE_PUBLISHABLE_KEY, STRIPE_WEBHOOK_SECRET, STRIPE_API_BASE,\n\
     WEBHOOK_TOLERANCE_SECS, ADMIN_PASSWORD, DATABASE_POOL_SIZE, RECONCILE_INTERVAL_SECS, RECONCILE_AFTER_SECS,\n\
-    IDEMPOTENCY_TTL_SECS, RUST_LOG, LOG_FORMAT. See README.md.")]
+    IDEMPOTENCY_TTL_SECS, RUST_LOG, LOG_FORMAT. See README.md."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -46,7 +50,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if password_generated {
         // Printed once, to stdout only: never through the logger.
-        writeln!(out, "admin password: {}", state.admin_password.expose_secret())?;
+        writeln!(
+            out,
+            "admin password: {}",
+            state.admin_password.expose_secret()
+        )?;
     }
     writeln!(out, "listening on http://{}", app.local_addr())?;
     out.flush()?;

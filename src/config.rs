@@ -80,14 +80,21 @@ impl Config {
 
     /// Builds the configuration from any name → value lookup; blank values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let var = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let var = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let secs = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
             match var(name) {
                 None => Ok(Duration::from_secs(default)),
-                Some(v) => v.parse::<u64>().map(Duration::from_secs).map_err(|_| ConfigError {
-                    variable: name,
-                    message: format!("expected a whole number of seconds, got {v:?}"),
-                }),
+                Some(v) => v
+                    .parse::<u64>()
+                    .map(Duration::from_secs)
+                    .map_err(|_| ConfigError {
+                        variable: name,
+                        message: format!("expected a whole number of seconds, got {v:?}"),
+                    }),
             }
         };
 
@@ -96,14 +103,18 @@ impl Config {
             variable: "PAIDONCE_BIND",
             message: format!("expected host:port such as 127.0.0.1:8080, got {bind_text:?}"),
         })?;
-        let public_base_url = var("PUBLIC_BASE_URL").map(|v| parse_url("PUBLIC_BASE_URL", &v)).transpose()?;
+        let public_base_url = var("PUBLIC_BASE_URL")
+            .map(|v| parse_url("PUBLIC_BASE_URL", &v))
+            .transpose()?;
 
         let stripe = match var("STRIPE_SECRET_KEY") {
             None => None,
             Some(key) => Some(StripeConfig {
                 secret_key: SecretString::from(key),
                 publishable_key: var("STRIPE_PUBLISHABLE_KEY"),
-                api_base: var("STRIPE_API_BASE").map(|v| parse_url("STRIPE_API_BASE", &v)).transpose()?,
+                api_base: var("STRIPE_API_BASE")
+                    .map(|v| parse_url("STRIPE_API_BASE", &v))
+                    .transpose()?,
             }),
         };
         let webhook_secrets = var("STRIPE_WEBHOOK_SECRET")
@@ -118,15 +129,21 @@ impl Config {
 
         let pool_size = match var("DATABASE_POOL_SIZE") {
             None => DEFAULT_POOL_SIZE,
-            Some(v) => v.parse::<usize>().ok().filter(|n| (1..=1000).contains(n)).ok_or_else(|| ConfigError {
-                variable: "DATABASE_POOL_SIZE",
-                message: format!("expected a number from 1 to 1000, got {v:?}"),
-            })?,
+            Some(v) => v
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| ConfigError {
+                    variable: "DATABASE_POOL_SIZE",
+                    message: format!("expected a number from 1 to 1000, got {v:?}"),
+                })?,
         };
 
         Ok(Config {
             database_url: var("DATABASE_URL").map(SecretString::from),
-            data_dir: PathBuf::from(var("PAIDONCE_DATA_DIR").unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned())),
+            data_dir: PathBuf::from(
+                var("PAIDONCE_DATA_DIR").unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned()),
+            ),
             bind,
             public_base_url,
             stripe,
@@ -161,9 +178,15 @@ impl Config {
 }
 
 fn parse_url(variable: &'static str, value: &str) -> Result<Url, ConfigError> {
-    let url = Url::parse(value).map_err(|e| ConfigError { variable, message: format!("not a URL ({e}): {value:?}") })?;
+    let url = Url::parse(value).map_err(|e| ConfigError {
+        variable,
+        message: format!("not a URL ({e}): {value:?}"),
+    })?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(ConfigError { variable, message: format!("expected an http(s) URL, got {value:?}") });
+        return Err(ConfigError {
+            variable,
+            message: format!("expected an http(s) URL, got {value:?}"),
+        });
     }
     Ok(url)
 }
@@ -174,7 +197,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -195,7 +221,11 @@ mod tests {
     #[test]
     fn webhook_secrets_split_on_commas() {
         let c = config(&[("STRIPE_WEBHOOK_SECRET", "whsec_a, whsec_b,,")]).unwrap();
-        let got: Vec<&str> = c.webhook_secrets.iter().map(|s| s.expose_secret()).collect();
+        let got: Vec<&str> = c
+            .webhook_secrets
+            .iter()
+            .map(|s| s.expose_secret())
+            .collect();
         assert_eq!(got, ["whsec_a", "whsec_b"]);
     }
 

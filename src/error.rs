@@ -12,7 +12,11 @@ use serde_json::json;
 pub enum AppError {
     /// A client error with its own status and stable code (400, 403, 413, 415, 422…).
     #[error("{message}")]
-    Client { status: StatusCode, code: &'static str, message: String },
+    Client {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("authentication required")]
@@ -31,15 +35,27 @@ pub enum AppError {
 
 impl AppError {
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        AppError::Client { status: StatusCode::BAD_REQUEST, code, message: message.into() }
+        AppError::Client {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
-        AppError::Client { status: StatusCode::UNPROCESSABLE_ENTITY, code, message: message.into() }
+        AppError::Client {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
-        AppError::Client { status: StatusCode::FORBIDDEN, code, message: message.into() }
+        AppError::Client {
+            status: StatusCode::FORBIDDEN,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn code(&self) -> &'static str {
@@ -86,7 +102,10 @@ impl ResponseError for AppError {
         let mut res = HttpResponse::build(status);
         match self {
             AppError::Unauthorized => {
-                res.insert_header((header::WWW_AUTHENTICATE, r#"Basic realm="paidonce admin", charset="UTF-8""#));
+                res.insert_header((
+                    header::WWW_AUTHENTICATE,
+                    r#"Basic realm="paidonce admin", charset="UTF-8""#,
+                ));
             }
             AppError::DbUnavailable(_) | AppError::KeyInUse => {
                 res.insert_header((header::RETRY_AFTER, "1"));
@@ -128,7 +147,10 @@ impl From<crate::db::PoolError> for AppError {
 /// Connection-level failures: the database is away, not the query wrong.
 pub fn is_unavailable(err: &DieselError) -> bool {
     match err {
-        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand, _) => true,
+        DieselError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) => true,
         DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
             let m = info.message();
             m.contains("connection closed")
@@ -143,7 +165,10 @@ pub fn is_unavailable(err: &DieselError) -> bool {
 }
 
 /// Turns actix's own extractor errors (bad JSON, oversize body, bad form) into our body.
-pub fn json_error_handler(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+pub fn json_error_handler(
+    err: actix_web::error::JsonPayloadError,
+    _req: &HttpRequest,
+) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as E;
     let app = match &err {
         E::OverflowKnownLength { .. } | E::Overflow { .. } => AppError::Client {
@@ -156,24 +181,41 @@ pub fn json_error_handler(err: actix_web::error::JsonPayloadError, _req: &HttpRe
             code: "unsupported_media_type",
             message: "expected Content-Type: application/json".into(),
         },
-        E::Deserialize(e) if e.is_data() => AppError::unprocessable("invalid_body", format!("invalid request body: {e}")),
-        E::Deserialize(e) => AppError::bad_request("malformed_json", format!("request body is not valid JSON: {e}")),
-        other => AppError::bad_request("invalid_body", format!("could not read the request body: {other}")),
+        E::Deserialize(e) if e.is_data() => {
+            AppError::unprocessable("invalid_body", format!("invalid request body: {e}"))
+        }
+        E::Deserialize(e) => AppError::bad_request(
+            "malformed_json",
+            format!("request body is not valid JSON: {e}"),
+        ),
+        other => AppError::bad_request(
+            "invalid_body",
+            format!("could not read the request body: {other}"),
+        ),
     };
     actix_web::error::InternalError::from_response(err, app.error_response()).into()
 }
 
-pub fn form_error_handler(err: actix_web::error::UrlencodedError, _req: &HttpRequest) -> actix_web::Error {
+pub fn form_error_handler(
+    err: actix_web::error::UrlencodedError,
+    _req: &HttpRequest,
+) -> actix_web::Error {
     let app = AppError::bad_request("invalid_form", format!("could not read the form: {err}"));
     actix_web::error::InternalError::from_response(err, app.error_response()).into()
 }
 
-pub fn query_error_handler(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+pub fn query_error_handler(
+    err: actix_web::error::QueryPayloadError,
+    _req: &HttpRequest,
+) -> actix_web::Error {
     let app = AppError::bad_request("invalid_query", format!("invalid query string: {err}"));
     actix_web::error::InternalError::from_response(err, app.error_response()).into()
 }
 
-pub fn path_error_handler(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
+pub fn path_error_handler(
+    err: actix_web::error::PathError,
+    _req: &HttpRequest,
+) -> actix_web::Error {
     let app = AppError::NotFound("resource");
     actix_web::error::InternalError::from_response(err, app.error_response()).into()
 }

@@ -28,9 +28,14 @@ impl IdempotencyKey {
     /// RFC 8941 string (`"abc"`, as the IETF draft writes it): both name the same key.
     pub fn parse(raw: &[u8]) -> Result<Self, AppError> {
         let invalid = |why: &str| {
-            AppError::bad_request("invalid_idempotency_key", format!("Idempotency-Key {why}; use 1-255 visible ASCII characters"))
+            AppError::bad_request(
+                "invalid_idempotency_key",
+                format!("Idempotency-Key {why}; use 1-255 visible ASCII characters"),
+            )
         };
-        let text = std::str::from_utf8(raw).map_err(|_| invalid("is not ASCII"))?.trim_matches([' ', '\t']);
+        let text = std::str::from_utf8(raw)
+            .map_err(|_| invalid("is not ASCII"))?
+            .trim_matches([' ', '\t']);
         let key = if text.len() >= 2 && text.starts_with('"') && text.ends_with('"') {
             let inner = &text[1..text.len() - 1];
             let mut out = String::with_capacity(inner.len());
@@ -144,7 +149,11 @@ where
 {
     let Some(key) = key else {
         let (status, body) = work(None).await?;
-        return Ok(StoredResponse { status, body, replayed: false });
+        return Ok(StoredResponse {
+            status,
+            body,
+            replayed: false,
+        });
     };
     let resume = match claim(state, key, fingerprint).await? {
         Claim::Replay(stored) => {
@@ -156,20 +165,41 @@ where
     let result = work(resume).await;
     let mut conn = state.db.get().await?;
     match &result {
-        Ok((status, body)) => db::idempotency::complete(&mut conn, key.as_str(), i32::from(status.as_u16()), &body.to_string()).await?,
-        Err(e) if e.status_code_is_server_error() => db::idempotency::release(&mut conn, key.as_str()).await?,
+        Ok((status, body)) => {
+            db::idempotency::complete(
+                &mut conn,
+                key.as_str(),
+                i32::from(status.as_u16()),
+                &body.to_string(),
+            )
+            .await?
+        }
+        Err(e) if e.status_code_is_server_error() => {
+            db::idempotency::release(&mut conn, key.as_str()).await?
+        }
         Err(e) => {
             let status = i32::from(actix_web::ResponseError::status_code(e).as_u16());
-            db::idempotency::complete(&mut conn, key.as_str(), status, &e.body().to_string()).await?
+            db::idempotency::complete(&mut conn, key.as_str(), status, &e.body().to_string())
+                .await?
         }
     }
     let (status, body) = result?;
-    Ok(StoredResponse { status, body, replayed: false })
+    Ok(StoredResponse {
+        status,
+        body,
+        replayed: false,
+    })
 }
 
-async fn claim(state: &AppState, key: &IdempotencyKey, fingerprint: &str) -> Result<Claim, AppError> {
-    let ttl = chrono::Duration::from_std(state.config.idempotency_ttl).unwrap_or(chrono::Duration::days(1));
-    let stale = chrono::Duration::from_std(STALE_CLAIM_AFTER).unwrap_or(chrono::Duration::minutes(1));
+async fn claim(
+    state: &AppState,
+    key: &IdempotencyKey,
+    fingerprint: &str,
+) -> Result<Claim, AppError> {
+    let ttl = chrono::Duration::from_std(state.config.idempotency_ttl)
+        .unwrap_or(chrono::Duration::days(1));
+    let stale =
+        chrono::Duration::from_std(STALE_CLAIM_AFTER).unwrap_or(chrono::Duration::minutes(1));
     let expires_at = Utc::now() + ttl;
     let key_text = key.as_str().to_owned();
     let fingerprint = fingerprint.to_owned();
@@ -222,26 +252,64 @@ mod tests {
 
     #[test]
     fn bare_and_quoted_forms_name_the_same_key() {
-        assert_eq!(IdempotencyKey::parse(b"abc-123").unwrap(), IdempotencyKey::parse(br#""abc-123""#).unwrap());
-        assert_eq!(IdempotencyKey::parse(br#""a \"q\" \\ b""#).unwrap().as_str(), r#"a "q" \ b"#);
-        assert_eq!(IdempotencyKey::parse(&[b'k'; 255]).unwrap().as_str().len(), 255);
+        assert_eq!(
+            IdempotencyKey::parse(b"abc-123").unwrap(),
+            IdempotencyKey::parse(br#""abc-123""#).unwrap()
+        );
+        assert_eq!(
+            IdempotencyKey::parse(br#""a \"q\" \\ b""#)
+                .unwrap()
+                .as_str(),
+            r#"a "q" \ b"#
+        );
+        assert_eq!(
+            IdempotencyKey::parse(&[b'k'; 255]).unwrap().as_str().len(),
+            255
+        );
     }
 
     #[test]
     fn invalid_keys_are_refused() {
         let long = vec![b'k'; 256];
         let quoted_long = format!("\"{}\"", "k".repeat(256));
-        for raw in [&b""[..], b"\"\"", b"a b", b"caf\xc3\xa9", b"tab\there", &long, quoted_long.as_bytes(), b"\"bad\\x\"", b"\x01"] {
+        for raw in [
+            &b""[..],
+            b"\"\"",
+            b"a b",
+            b"caf\xc3\xa9",
+            b"tab\there",
+            &long,
+            quoted_long.as_bytes(),
+            b"\"bad\\x\"",
+            b"\x01",
+        ] {
             let err = IdempotencyKey::parse(raw).unwrap_err();
-            assert_eq!(err.code(), "invalid_idempotency_key", "{:?}", String::from_utf8_lossy(raw));
+            assert_eq!(
+                err.code(),
+                "invalid_idempotency_key",
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 
     #[test]
     fn fingerprint_ignores_formatting_and_key_order_but_not_values() {
-        let a = fingerprint("POST", "/api/orders", br#"{"email":"a@b.co","pack_id":"starter"}"#);
-        let b = fingerprint("POST", "/api/orders", b"{ \"pack_id\": \"starter\",\n \"email\": \"a@b.co\" }");
-        let c = fingerprint("POST", "/api/orders", br#"{"email":"a@b.co","pack_id":"pro"}"#);
+        let a = fingerprint(
+            "POST",
+            "/api/orders",
+            br#"{"email":"a@b.co","pack_id":"starter"}"#,
+        );
+        let b = fingerprint(
+            "POST",
+            "/api/orders",
+            b"{ \"pack_id\": \"starter\",\n \"email\": \"a@b.co\" }",
+        );
+        let c = fingerprint(
+            "POST",
+            "/api/orders",
+            br#"{"email":"a@b.co","pack_id":"pro"}"#,
+        );
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

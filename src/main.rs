@@ -15,7 +15,10 @@ fn main() -> std::process::ExitCode {
         }
     };
     telemetry::init_logging(&config.log_filter, config.log_json);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("paidonce: cannot start the async runtime: {e}");

@@ -35,8 +35,17 @@ pub struct ReconcileReport {
 impl ReconcileReport {
     /// The lines `paidonce reconcile` prints (SPEC §6).
     pub fn lines(&self) -> Vec<String> {
-        let mut out: Vec<String> = self.changed.iter().map(|(id, from, to)| format!("order {id}: {from} -> {to}")).collect();
-        out.push(format!("reconciled: checked {}, changed {}, errors {}", self.checked, self.changed.len(), self.errors));
+        let mut out: Vec<String> = self
+            .changed
+            .iter()
+            .map(|(id, from, to)| format!("order {id}: {from} -> {to}"))
+            .collect();
+        out.push(format!(
+            "reconciled: checked {}, changed {}, errors {}",
+            self.checked,
+            self.changed.len(),
+            self.errors
+        ));
         out
     }
 }
@@ -77,11 +86,23 @@ pub async fn reconcile_once(state: &AppState, trigger: &str) -> anyhow::Result<R
     let ids: Vec<Uuid> = claimed.iter().map(|o| o.id).collect();
     db::orders::release_leases(&mut conn, &ids).await?;
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-    db::reconcile_runs::finish(&mut conn, run_id, count(claimed.len()), count(report.changed.len()), count(report.errors as usize))
-        .await?;
+    db::reconcile_runs::finish(
+        &mut conn,
+        run_id,
+        count(claimed.len()),
+        count(report.changed.len()),
+        count(report.errors as usize),
+    )
+    .await?;
     metrics::counter!("reconcile_runs_total").increment(1);
     metrics::counter!("reconcile_changes_total").increment(report.changed.len() as u64);
-    tracing::info!(checked = report.checked, changed = report.changed.len(), resumed = report.resumed, errors = report.errors, "reconcile pass done");
+    tracing::info!(
+        checked = report.checked,
+        changed = report.changed.len(),
+        resumed = report.resumed,
+        errors = report.errors,
+        "reconcile pass done"
+    );
     Ok(report)
 }
 
@@ -90,22 +111,45 @@ enum Checked {
     Failed(anyhow::Error),
 }
 
-async fn check(state: &AppState, order: &db::orders::Order) -> Result<Option<(Uuid, OrderStatus, OrderStatus)>, Checked> {
+async fn check(
+    state: &AppState,
+    order: &db::orders::Order,
+) -> Result<Option<(Uuid, OrderStatus, OrderStatus)>, Checked> {
     let Some(pi) = &order.payment_intent_id else {
         // Creation was interrupted after the order was stored: finish it with the same key.
-        crate::orders::create::attach_intent(state, order.clone()).await.map_err(|e| Checked::Failed(e.into()))?;
+        crate::orders::create::attach_intent(state, order.clone())
+            .await
+            .map_err(|e| Checked::Failed(e.into()))?;
         tracing::info!(order_id = %order.id, "resumed an interrupted order creation");
         return Err(Checked::Resumed);
     };
-    let intent = state.provider.retrieve_intent(pi).await.map_err(|e| Checked::Failed(e.into()))?;
+    let intent = state
+        .provider
+        .retrieve_intent(pi)
+        .await
+        .map_err(|e| Checked::Failed(e.into()))?;
     if intent.id != *pi {
-        return Err(Checked::Failed(anyhow::anyhow!("provider answered with intent {} for {pi}", intent.id)));
+        return Err(Checked::Failed(anyhow::anyhow!(
+            "provider answered with intent {} for {pi}",
+            intent.id
+        )));
     }
-    let Some(fact) = intent.fact() else { return Ok(None) };
-    let reference = OrderRef { metadata_order_id: Some(order.id.to_string()), payment_intent_id: Some(pi.clone()) };
-    let mut conn = state.db.get().await.map_err(|e| Checked::Failed(e.into()))?;
+    let Some(fact) = intent.fact() else {
+        return Ok(None);
+    };
+    let reference = OrderRef {
+        metadata_order_id: Some(order.id.to_string()),
+        payment_intent_id: Some(pi.clone()),
+    };
+    let mut conn = state
+        .db
+        .get()
+        .await
+        .map_err(|e| Checked::Failed(e.into()))?;
     let settled = conn
-        .transaction::<_, diesel::result::Error, _>(async |c| settle::apply(c, &reference, &fact, "reconciler").await)
+        .transaction::<_, diesel::result::Error, _>(async |c| {
+            settle::apply(c, &reference, &fact, "reconciler").await
+        })
         .await
         .map_err(|e| Checked::Failed(e.into()))?;
     Ok(match settled {
@@ -118,7 +162,11 @@ async fn check(state: &AppState, order: &db::orders::Order) -> Result<Option<(Uu
 }
 
 /// The background loop: a pass every `interval`, plus a sweep of expired idempotency keys.
-pub async fn run_loop(state: actix_web::web::Data<AppState>, interval: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+pub async fn run_loop(
+    state: actix_web::web::Data<AppState>,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

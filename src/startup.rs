@@ -14,7 +14,9 @@ use url::Url;
 use crate::config::Config;
 use crate::db::embedded::{EmbeddedPostgres, Options};
 use crate::db::{self, Pool};
-use crate::payments::{Provider, retry::RetryPolicy, sandbox::SandboxProvider, stripe::StripeProvider};
+use crate::payments::{
+    Provider, retry::RetryPolicy, sandbox::SandboxProvider, stripe::StripeProvider,
+};
 use crate::state::AppState;
 
 /// A database URL, and the embedded server behind it when we started one.
@@ -27,14 +29,20 @@ impl Database {
     /// DATABASE_URL, or the private cluster under PAIDONCE_DATA_DIR.
     pub async fn open(config: &Config) -> anyhow::Result<Database> {
         if let Some(url) = &config.database_url {
-            return Ok(Database { url: url.expose_secret().to_owned(), embedded: None });
+            return Ok(Database {
+                url: url.expose_secret().to_owned(),
+                embedded: None,
+            });
         }
         let pg = EmbeddedPostgres::start(&config.data_dir, &Options::default())?;
         if let Err(e) = pg.ensure_database("paidonce").await {
             pg.stop();
             return Err(e);
         }
-        Ok(Database { url: pg.url("paidonce"), embedded: Some(pg) })
+        Ok(Database {
+            url: pg.url("paidonce"),
+            embedded: Some(pg),
+        })
     }
 
     pub fn stop(&self) {
@@ -45,7 +53,11 @@ impl Database {
 }
 
 /// Everything but the HTTP server: used by `serve`, `reconcile` and the tests.
-pub async fn build_state(config: Config, url: &str, public_base_url: Url) -> anyhow::Result<AppState> {
+pub async fn build_state(
+    config: Config,
+    url: &str,
+    public_base_url: Url,
+) -> anyhow::Result<AppState> {
     let pool: Pool = db::pool(url, config.pool_size)?;
     let mut conn = pool.get().await.context("connecting to the database")?;
     let csrf_key = db::secrets::get_or_insert(&mut conn, "csrf_key", &random_token(48)).await?;
@@ -53,16 +65,24 @@ pub async fn build_state(config: Config, url: &str, public_base_url: Url) -> any
         config.webhook_secrets.clone()
     } else if config.is_sandbox() {
         let generated = format!("whsec_{}", random_token(40));
-        vec![SecretString::from(db::secrets::get_or_insert(&mut conn, "sandbox_webhook_secret", &generated).await?)]
+        vec![SecretString::from(
+            db::secrets::get_or_insert(&mut conn, "sandbox_webhook_secret", &generated).await?,
+        )]
     } else {
         Vec::new()
     };
     drop(conn);
     let provider = match &config.stripe {
-        Some(stripe) => Provider::Stripe(StripeProvider::new(stripe, RetryPolicy::default())?),
+        Some(stripe) => Provider::Stripe(Box::new(StripeProvider::new(
+            stripe,
+            RetryPolicy::default(),
+        )?)),
         None => Provider::Sandbox(SandboxProvider::new(pool.clone())),
     };
-    let admin_password = config.admin_password.clone().unwrap_or_else(|| SecretString::from(random_token(24)));
+    let admin_password = config
+        .admin_password
+        .clone()
+        .unwrap_or_else(|| SecretString::from(random_token(24)));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
@@ -107,13 +127,17 @@ impl Application {
         }
     }
 
-    async fn build_with(config: Config, database: Database) -> Result<Application, (anyhow::Error, Database)> {
+    async fn build_with(
+        config: Config,
+        database: Database,
+    ) -> Result<Application, (anyhow::Error, Database)> {
         let built = async {
             let applied = db::run_migrations(&database.url).await?;
             if !applied.is_empty() {
                 tracing::info!(?applied, "migrations applied");
             }
-            let listener = TcpListener::bind(config.bind).with_context(|| format!("binding {}", config.bind))?;
+            let listener = TcpListener::bind(config.bind)
+                .with_context(|| format!("binding {}", config.bind))?;
             let local_addr = listener.local_addr()?;
             let base = match &config.public_base_url {
                 Some(url) => url.clone(),
@@ -137,7 +161,12 @@ impl Application {
         }
         .await;
         match built {
-            Ok((local_addr, server, state)) => Ok(Application { local_addr, server, state, database }),
+            Ok((local_addr, server, state)) => Ok(Application {
+                local_addr,
+                server,
+                state,
+                database,
+            }),
             Err(e) => Err((e, database)),
         }
     }
@@ -153,14 +182,26 @@ impl Application {
     /// Serves until SIGINT or SIGTERM, both graceful (in-flight requests finish), then
     /// stops the background tasks and the embedded database.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Application { server, state, database, .. } = self;
+        let Application {
+            server,
+            state,
+            database,
+            ..
+        } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         if !state.config.reconcile_interval.is_zero() {
-            tasks.push(tokio::spawn(crate::reconcile::run_loop(state.clone(), state.config.reconcile_interval, stop_rx.clone())));
+            tasks.push(tokio::spawn(crate::reconcile::run_loop(
+                state.clone(),
+                state.config.reconcile_interval,
+                stop_rx.clone(),
+            )));
         }
         if state.config.is_sandbox() {
-            tasks.push(tokio::spawn(crate::sandbox::delivery::run_worker(state.clone(), stop_rx.clone())));
+            tasks.push(tokio::spawn(crate::sandbox::delivery::run_worker(
+                state.clone(),
+                stop_rx.clone(),
+            )));
         }
         let handle = server.handle();
         tokio::spawn(async move {

@@ -10,7 +10,10 @@ use crate::domain::email::Email;
 /// The account for `email`, created on first use. Concurrent callers get the same id.
 pub async fn upsert(conn: &mut AsyncPgConnection, email: &Email) -> QueryResult<Uuid> {
     diesel::insert_into(accounts::table)
-        .values((accounts::id.eq(Uuid::new_v4()), accounts::email.eq(email.as_str())))
+        .values((
+            accounts::id.eq(Uuid::new_v4()),
+            accounts::email.eq(email.as_str()),
+        ))
         .on_conflict(accounts::email)
         .do_update()
         .set(accounts::email.eq(diesel::upsert::excluded(accounts::email)))
@@ -20,9 +23,18 @@ pub async fn upsert(conn: &mut AsyncPgConnection, email: &Email) -> QueryResult<
 }
 
 pub async fn find_id(conn: &mut AsyncPgConnection, email: &Email) -> QueryResult<Option<Uuid>> {
-    accounts::table.filter(accounts::email.eq(email.as_str())).select(accounts::id).first(conn).await.optional()
+    accounts::table
+        .filter(accounts::email.eq(email.as_str()))
+        .select(accounts::id)
+        .first(conn)
+        .await
+        .optional()
 }
 
 pub async fn email_of(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<String> {
-    accounts::table.find(id).select(accounts::email).first(conn).await
+    accounts::table
+        .find(id)
+        .select(accounts::email)
+        .first(conn)
+        .await
 }

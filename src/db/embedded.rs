@@ -48,13 +48,24 @@ impl EmbeddedPostgres {
             // The server user must be able to reach its directory.
             fs::set_permissions(&data_dir, fs::Permissions::from_mode(0o755))?;
         }
-        let lock_file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(data_dir.join("postgres.lock"))?;
+        let lock_file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(data_dir.join("postgres.lock"))?;
         // Two processes starting on one data dir: the second waits, then reuses.
-        let _lock = Flock::lock(lock_file, FlockArg::LockExclusive).map_err(|(_, e)| anyhow::anyhow!("locking the data dir: {e}"))?;
+        let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
+            .map_err(|(_, e)| anyhow::anyhow!("locking the data dir: {e}"))?;
 
         let cluster_dir = data_dir.join("postgres");
         let socket_dir = socket_dir_for(&cluster_dir);
-        let mut pg = EmbeddedPostgres { cluster_dir, socket_dir, bin_dir, run_as, started_here: false };
+        let mut pg = EmbeddedPostgres {
+            cluster_dir,
+            socket_dir,
+            bin_dir,
+            run_as,
+            started_here: false,
+        };
         if !pg.cluster_dir.join("PG_VERSION").exists() {
             pg.init()?;
         }
@@ -69,7 +80,9 @@ impl EmbeddedPostgres {
 
     /// URL of database `name` on this cluster (Unix socket, user `postgres`, trust auth).
     pub fn url(&self, name: &str) -> String {
-        let host: String = url::form_urlencoded::byte_serialize(self.socket_dir.to_string_lossy().as_bytes()).collect();
+        let host: String =
+            url::form_urlencoded::byte_serialize(self.socket_dir.to_string_lossy().as_bytes())
+                .collect();
         format!("postgres://postgres@{host}:{PORT}/{name}")
     }
 
@@ -79,14 +92,19 @@ impl EmbeddedPostgres {
         if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             bail!("database name must be letters, digits and underscores: {name:?}");
         }
-        let mut conn = AsyncPgConnection::establish(&self.url("postgres")).await.context("connecting to the embedded Postgres")?;
+        let mut conn = AsyncPgConnection::establish(&self.url("postgres"))
+            .await
+            .context("connecting to the embedded Postgres")?;
         let exists = diesel::sql_query("SELECT 1 FROM pg_database WHERE datname = $1")
             .bind::<diesel::sql_types::Text, _>(name)
             .execute(&mut conn)
             .await?
             == 1;
         if !exists {
-            if let Err(e) = diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut conn).await {
+            if let Err(e) = diesel::sql_query(format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+            {
                 // Another process may have created it between our two statements.
                 if !e.to_string().contains("already exists") {
                     return Err(e).context("creating the database");
@@ -102,9 +120,14 @@ impl EmbeddedPostgres {
             return;
         }
         let dir = self.cluster_dir.to_string_lossy().into_owned();
-        match self.run_pg(self.bin_dir.join("pg_ctl"), &["stop", "-D", &dir, "-m", "fast", "-w", "-t", "30"]) {
+        match self.run_pg(
+            self.bin_dir.join("pg_ctl"),
+            &["stop", "-D", &dir, "-m", "fast", "-w", "-t", "30"],
+        ) {
             Ok(o) if o.status.success() => tracing::info!("embedded Postgres stopped"),
-            Ok(o) => tracing::warn!(stderr = %String::from_utf8_lossy(&o.stderr).trim(), "stopping embedded Postgres failed"),
+            Ok(o) => {
+                tracing::warn!(stderr = %String::from_utf8_lossy(&o.stderr).trim(), "stopping embedded Postgres failed")
+            }
             Err(e) => tracing::warn!(error = %e, "stopping embedded Postgres failed"),
         }
     }
@@ -112,22 +135,40 @@ impl EmbeddedPostgres {
     fn init(&self) -> anyhow::Result<()> {
         tracing::info!(dir = %self.cluster_dir.display(), "initialising the embedded Postgres cluster (once)");
         // initdb into a scratch dir, then rename: a crash mid-initdb never leaves a half cluster.
-        let scratch = self.cluster_dir.with_extension(format!("init-{}", std::process::id()));
+        let scratch = self
+            .cluster_dir
+            .with_extension(format!("init-{}", std::process::id()));
         let _ = fs::remove_dir_all(&scratch);
         fs::create_dir_all(&scratch)?;
         self.give_to_server_user(&scratch)?;
         let scratch_s = scratch.to_string_lossy().into_owned();
         let out = self.run_pg(
             self.bin_dir.join("initdb"),
-            &["-D", &scratch_s, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-instructions"],
+            &[
+                "-D",
+                &scratch_s,
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-instructions",
+            ],
         )?;
         if !out.status.success() {
             let _ = fs::remove_dir_all(&scratch);
-            bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         if self.cluster_dir.exists() {
             // A leftover without PG_VERSION is not a cluster; keep it aside rather than delete data.
-            let aside = self.cluster_dir.with_extension(format!("broken-{}", std::process::id()));
+            let aside = self
+                .cluster_dir
+                .with_extension(format!("broken-{}", std::process::id()));
             fs::rename(&self.cluster_dir, aside)?;
         }
         fs::rename(&scratch, &self.cluster_dir)?;
@@ -161,10 +202,25 @@ impl EmbeddedPostgres {
             server_opts.push_str(&format!(" -c {name}={value}"));
         }
         let dir = self.cluster_dir.to_string_lossy().into_owned();
-        let log = self.cluster_dir.join("server.log").to_string_lossy().into_owned();
+        let log = self
+            .cluster_dir
+            .join("server.log")
+            .to_string_lossy()
+            .into_owned();
         let out = self.run_pg(
             self.bin_dir.join("pg_ctl"),
-            &["start", "-D", &dir, "-l", &log, "-w", "-t", "60", "-o", &server_opts],
+            &[
+                "start",
+                "-D",
+                &dir,
+                "-l",
+                &log,
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                &server_opts,
+            ],
         )?;
         if !out.status.success() {
             let tail = fs::read_to_string(&log).unwrap_or_default();
@@ -181,7 +237,8 @@ impl EmbeddedPostgres {
 
     fn give_to_server_user(&self, path: &Path) -> anyhow::Result<()> {
         if let Some((uid, gid)) = self.run_as {
-            nix::unistd::chown(path, Some(uid), Some(gid)).with_context(|| format!("chown {}", path.display()))?;
+            nix::unistd::chown(path, Some(uid), Some(gid))
+                .with_context(|| format!("chown {}", path.display()))?;
         }
         fs::set_permissions(path, fs::Permissions::from_mode(0o700))?;
         Ok(())
@@ -189,11 +246,15 @@ impl EmbeddedPostgres {
 
     fn run_pg(&self, program: PathBuf, args: &[&str]) -> anyhow::Result<Output> {
         let mut cmd = Command::new(&program);
-        cmd.args(args).env("LC_ALL", "C").env_remove("PGDATA").current_dir(&self.cluster_dir.parent().unwrap_or(Path::new("/")));
+        cmd.args(args)
+            .env("LC_ALL", "C")
+            .env_remove("PGDATA")
+            .current_dir(self.cluster_dir.parent().unwrap_or(Path::new("/")));
         if let Some((uid, gid)) = self.run_as {
             cmd.uid(uid.as_raw()).gid(gid.as_raw()).env("HOME", "/tmp");
         }
-        cmd.output().with_context(|| format!("running {}", program.display()))
+        cmd.output()
+            .with_context(|| format!("running {}", program.display()))
     }
 }
 
@@ -224,16 +285,33 @@ fn socket_dir_for(cluster_dir: &Path) -> PathBuf {
 
 /// PATH, then `pg_config --bindir`, then the newest /usr/lib/postgresql/*/bin.
 pub fn find_bin_dir() -> Option<PathBuf> {
-    find_bin_dir_in(std::env::var_os("PATH"), Path::new("pg_config"), Path::new("/usr/lib/postgresql"))
+    find_bin_dir_in(
+        std::env::var_os("PATH"),
+        Path::new("pg_config"),
+        Path::new("/usr/lib/postgresql"),
+    )
 }
 
 /// `find_bin_dir` with its three places given, so the search can be tested.
-pub fn find_bin_dir_in(path: Option<std::ffi::OsString>, pg_config: &Path, lib_root: &Path) -> Option<PathBuf> {
-    let has_server = |dir: &Path| ["initdb", "pg_ctl", "postgres"].iter().all(|b| dir.join(b).is_file());
+pub fn find_bin_dir_in(
+    path: Option<std::ffi::OsString>,
+    pg_config: &Path,
+    lib_root: &Path,
+) -> Option<PathBuf> {
+    let has_server = |dir: &Path| {
+        ["initdb", "pg_ctl", "postgres"]
+            .iter()
+            .all(|b| dir.join(b).is_file())
+    };
     if let Some(path) = path {
         if let Some(dir) = std::env::split_paths(&path).find(|d| has_server(d)) {
             // PATH often holds symlinks (/usr/local/bin/initdb); the real dir has the rest.
-            return Some(fs::canonicalize(dir.join("pg_ctl")).ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or(dir));
+            return Some(
+                fs::canonicalize(dir.join("pg_ctl"))
+                    .ok()
+                    .and_then(|p| p.parent().map(Path::to_path_buf))
+                    .unwrap_or(dir),
+            );
         }
     }
     if let Ok(out) = Command::new(pg_config).arg("--bindir").output() {
@@ -267,7 +345,11 @@ mod tests {
     #[test]
     fn no_binaries_anywhere_finds_nothing_and_the_hint_says_what_to_do() {
         let empty = std::env::temp_dir().join("paidonce-no-pg-here");
-        let found = find_bin_dir_in(Some(empty.clone().into_os_string()), Path::new("/nonexistent/pg_config"), &empty);
+        let found = find_bin_dir_in(
+            Some(empty.clone().into_os_string()),
+            Path::new("/nonexistent/pg_config"),
+            &empty,
+        );
         assert_eq!(found, None);
         assert!(install_hint().contains("DATABASE_URL"));
         assert!(install_hint().contains("apt-get install postgresql"));

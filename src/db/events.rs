@@ -31,7 +31,10 @@ pub struct EventSummary {
 
 /// Stores the event unless its id was seen; `false` means a duplicate. A concurrent
 /// twin blocks on the primary key until the first transaction ends, then sees it.
-pub async fn insert_if_new(conn: &mut AsyncPgConnection, event: &NewEvent<'_>) -> QueryResult<bool> {
+pub async fn insert_if_new(
+    conn: &mut AsyncPgConnection,
+    event: &NewEvent<'_>,
+) -> QueryResult<bool> {
     let inserted = diesel::insert_into(webhook_events::table)
         .values(event)
         .on_conflict(webhook_events::event_id)
@@ -48,13 +51,19 @@ pub async fn set_outcome(
     order_id: Option<Uuid>,
 ) -> QueryResult<()> {
     diesel::update(webhook_events::table.find(event_id))
-        .set((webhook_events::outcome.eq(outcome), webhook_events::order_id.eq(order_id)))
+        .set((
+            webhook_events::outcome.eq(outcome),
+            webhook_events::order_id.eq(order_id),
+        ))
         .execute(conn)
         .await
         .map(|_| ())
 }
 
-pub async fn for_order(conn: &mut AsyncPgConnection, order_id: Uuid) -> QueryResult<Vec<EventSummary>> {
+pub async fn for_order(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+) -> QueryResult<Vec<EventSummary>> {
     webhook_events::table
         .filter(webhook_events::order_id.eq(order_id))
         .order(webhook_events::received_at)
@@ -76,10 +85,17 @@ pub async fn recent(
     if let Some(event_type) = event_type {
         query = query.filter(webhook_events::event_type.eq(event_type));
     }
-    query.order(webhook_events::received_at.desc()).limit(limit).select(EventSummary::as_select()).load(conn).await
+    query
+        .order(webhook_events::received_at.desc())
+        .limit(limit)
+        .select(EventSummary::as_select())
+        .load(conn)
+        .await
 }
 
-pub async fn count_by_outcome(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(Option<String>, i64)>> {
+pub async fn count_by_outcome(
+    conn: &mut AsyncPgConnection,
+) -> QueryResult<Vec<(Option<String>, i64)>> {
     webhook_events::table
         .group_by(webhook_events::outcome)
         .select((webhook_events::outcome, diesel::dsl::count_star()))

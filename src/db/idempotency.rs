@@ -22,10 +22,14 @@ pub struct KeyRow {
 }
 
 pub async fn delete_if_expired(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<()> {
-    diesel::delete(idempotency_keys::table.filter(idempotency_keys::key.eq(key)).filter(idempotency_keys::expires_at.lt(diesel::dsl::now)))
-        .execute(conn)
-        .await
-        .map(|_| ())
+    diesel::delete(
+        idempotency_keys::table
+            .filter(idempotency_keys::key.eq(key))
+            .filter(idempotency_keys::expires_at.lt(diesel::dsl::now)),
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 /// Inserts an `in_progress` claim; `false` when the key already has a row.
@@ -51,7 +55,13 @@ pub async fn insert_claim(
 
 /// Call inside a transaction.
 pub async fn lock(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<Option<KeyRow>> {
-    idempotency_keys::table.find(key).select(KeyRow::as_select()).for_update().first(conn).await.optional()
+    idempotency_keys::table
+        .find(key)
+        .select(KeyRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// Makes the caller the owner of an existing row (released, or abandoned in progress).
@@ -79,30 +89,46 @@ pub async fn take_over(
 
 pub async fn set_order(conn: &mut AsyncPgConnection, key: &str, order_id: Uuid) -> QueryResult<()> {
     diesel::update(idempotency_keys::table.find(key))
-        .set((idempotency_keys::order_id.eq(order_id), idempotency_keys::heartbeat_at.eq(diesel::dsl::now)))
-        .execute(conn)
-        .await
-        .map(|_| ())
-}
-
-pub async fn complete(conn: &mut AsyncPgConnection, key: &str, status: i32, body: &str) -> QueryResult<()> {
-    diesel::update(idempotency_keys::table.find(key).filter(idempotency_keys::state.eq("in_progress")))
         .set((
-            idempotency_keys::state.eq("completed"),
-            idempotency_keys::response_status.eq(status),
-            idempotency_keys::response_body.eq(body),
+            idempotency_keys::order_id.eq(order_id),
+            idempotency_keys::heartbeat_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
         .await
         .map(|_| ())
 }
 
+pub async fn complete(
+    conn: &mut AsyncPgConnection,
+    key: &str,
+    status: i32,
+    body: &str,
+) -> QueryResult<()> {
+    diesel::update(
+        idempotency_keys::table
+            .find(key)
+            .filter(idempotency_keys::state.eq("in_progress")),
+    )
+    .set((
+        idempotency_keys::state.eq("completed"),
+        idempotency_keys::response_status.eq(status),
+        idempotency_keys::response_body.eq(body),
+    ))
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
 pub async fn release(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<()> {
-    diesel::update(idempotency_keys::table.find(key).filter(idempotency_keys::state.eq("in_progress")))
-        .set(idempotency_keys::state.eq("released"))
-        .execute(conn)
-        .await
-        .map(|_| ())
+    diesel::update(
+        idempotency_keys::table
+            .find(key)
+            .filter(idempotency_keys::state.eq("in_progress")),
+    )
+    .set(idempotency_keys::state.eq("released"))
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 /// Removes expired keys in bounded batches; returns how many went.

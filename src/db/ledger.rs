@@ -35,22 +35,41 @@ pub struct Entry {
 /// Plain insert: the unique (order, kind, refund_total) key refuses a second grant or a
 /// second revocation for the same refund total, rolling back the caller's transaction.
 pub async fn insert(conn: &mut AsyncPgConnection, entry: &NewEntry<'_>) -> QueryResult<()> {
-    diesel::insert_into(ledger::table).values(entry).execute(conn).await.map(|_| ())
+    diesel::insert_into(ledger::table)
+        .values(entry)
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 pub async fn for_order(conn: &mut AsyncPgConnection, order_id: Uuid) -> QueryResult<Vec<Entry>> {
-    ledger::table.filter(ledger::order_id.eq(order_id)).order(ledger::id).select(Entry::as_select()).load(conn).await
+    ledger::table
+        .filter(ledger::order_id.eq(order_id))
+        .order(ledger::id)
+        .select(Entry::as_select())
+        .load(conn)
+        .await
 }
 
-pub async fn for_account(conn: &mut AsyncPgConnection, account_id: Uuid) -> QueryResult<Vec<Entry>> {
-    ledger::table.filter(ledger::account_id.eq(account_id)).order(ledger::id).select(Entry::as_select()).load(conn).await
+pub async fn for_account(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+) -> QueryResult<Vec<Entry>> {
+    ledger::table
+        .filter(ledger::account_id.eq(account_id))
+        .order(ledger::id)
+        .select(Entry::as_select())
+        .load(conn)
+        .await
 }
 
 /// SUM over bigint is numeric in Postgres; the cast keeps it an i64 without a decimal crate.
 pub async fn balance(conn: &mut AsyncPgConnection, account_id: Uuid) -> QueryResult<i64> {
     ledger::table
         .filter(ledger::account_id.eq(account_id))
-        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>("COALESCE(SUM(delta), 0)::bigint"))
+        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "COALESCE(SUM(delta), 0)::bigint",
+        ))
         .first(conn)
         .await
 }

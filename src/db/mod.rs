@@ -44,17 +44,25 @@ pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
     manager_config.custom_setup = Box::new(|url| {
         let url = url.to_owned();
         async move {
-            let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, AsyncPgConnection::establish(&url))
-                .await
-                .map_err(|_| ConnectionError::BadConnection("timed out connecting to the database".into()))??;
-            conn.batch_execute(&format!("SET statement_timeout = '{STATEMENT_TIMEOUT}'; SET lock_timeout = '10s'"))
-                .await
-                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            let mut conn =
+                tokio::time::timeout(CONNECT_TIMEOUT, AsyncPgConnection::establish(&url))
+                    .await
+                    .map_err(|_| {
+                        ConnectionError::BadConnection(
+                            "timed out connecting to the database".into(),
+                        )
+                    })??;
+            conn.batch_execute(&format!(
+                "SET statement_timeout = '{STATEMENT_TIMEOUT}'; SET lock_timeout = '10s'"
+            ))
+            .await
+            .map_err(ConnectionError::CouldntSetupConfiguration)?;
             Ok(conn)
         }
         .boxed()
     });
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, manager_config);
+    let manager =
+        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, manager_config);
     DeadPool::builder(manager)
         .max_size(size)
         .wait_timeout(Some(POOL_WAIT))
@@ -70,9 +78,12 @@ pub fn pool(url: &str, size: usize) -> anyhow::Result<Pool> {
 pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
     let url = url.to_owned();
     tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
-        let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
-            .context("connecting to the database to migrate")?;
-        let applied = conn.run_pending_migrations(MIGRATIONS).map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+        let mut conn =
+            <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
+                .context("connecting to the database to migrate")?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
         Ok(applied.into_iter().map(|v| v.to_string()).collect())
     })
     .await

@@ -85,20 +85,38 @@ pub struct Transition {
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, order: &NewOrder<'_>) -> QueryResult<Order> {
-    diesel::insert_into(orders::table).values(order).returning(Order::as_returning()).get_result(conn).await
+    diesel::insert_into(orders::table)
+        .values(order)
+        .returning(Order::as_returning())
+        .get_result(conn)
+        .await
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Order>> {
-    orders::table.find(id).select(Order::as_select()).first(conn).await.optional()
+    orders::table
+        .find(id)
+        .select(Order::as_select())
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// Takes the order's row lock until the caller's transaction ends. Call inside a transaction.
 pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Order>> {
-    orders::table.find(id).select(Order::as_select()).for_update().first(conn).await.optional()
+    orders::table
+        .find(id)
+        .select(Order::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// Like `lock`, finding the order by its PaymentIntent.
-pub async fn lock_by_payment_intent(conn: &mut AsyncPgConnection, pi: &str) -> QueryResult<Option<Order>> {
+pub async fn lock_by_payment_intent(
+    conn: &mut AsyncPgConnection,
+    pi: &str,
+) -> QueryResult<Option<Order>> {
     orders::table
         .filter(orders::payment_intent_id.eq(pi))
         .select(Order::as_select())
@@ -116,23 +134,31 @@ pub async fn apply_change(
     expected: OrderStatus,
     change: &Change,
 ) -> QueryResult<Option<Order>> {
-    let paid_at = if change.marks_paid { Some(Utc::now()) } else { None };
-    diesel::update(orders::table.filter(orders::id.eq(id)).filter(orders::status.eq(expected)))
-        .set((
-            orders::status.eq(change.to),
-            orders::amount_refunded.eq(change.amount_refunded),
-            orders::dispute_seen.eq(change.dispute_seen),
-            orders::paid_at.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>>(
-                "COALESCE(paid_at, ",
-            )
-            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>, _>(paid_at)
-            .sql(")")),
-            orders::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(Order::as_returning())
-        .get_result(conn)
-        .await
-        .optional()
+    let paid_at = if change.marks_paid {
+        Some(Utc::now())
+    } else {
+        None
+    };
+    diesel::update(
+        orders::table
+            .filter(orders::id.eq(id))
+            .filter(orders::status.eq(expected)),
+    )
+    .set((
+        orders::status.eq(change.to),
+        orders::amount_refunded.eq(change.amount_refunded),
+        orders::dispute_seen.eq(change.dispute_seen),
+        orders::paid_at.eq(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+        >("COALESCE(paid_at, ")
+        .bind::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>, _>(paid_at)
+        .sql(")")),
+        orders::updated_at.eq(diesel::dsl::now),
+    ))
+    .returning(Order::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
 }
 
 /// Records the PaymentIntent the provider made for this order; a no-op when it is
@@ -143,16 +169,20 @@ pub async fn attach_payment_intent(
     pi: &str,
     client_secret: &str,
 ) -> QueryResult<Option<Order>> {
-    diesel::update(orders::table.filter(orders::id.eq(id)).filter(orders::payment_intent_id.is_null()))
-        .set((
-            orders::payment_intent_id.eq(pi),
-            orders::client_secret.eq(client_secret),
-            orders::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(Order::as_returning())
-        .get_result(conn)
-        .await
-        .optional()
+    diesel::update(
+        orders::table
+            .filter(orders::id.eq(id))
+            .filter(orders::payment_intent_id.is_null()),
+    )
+    .set((
+        orders::payment_intent_id.eq(pi),
+        orders::client_secret.eq(client_secret),
+        orders::updated_at.eq(diesel::dsl::now),
+    ))
+    .returning(Order::as_returning())
+    .get_result(conn)
+    .await
+    .optional()
 }
 
 pub async fn insert_transition(
@@ -174,7 +204,10 @@ pub async fn insert_transition(
         .map(|_| ())
 }
 
-pub async fn transitions(conn: &mut AsyncPgConnection, order_id: Uuid) -> QueryResult<Vec<Transition>> {
+pub async fn transitions(
+    conn: &mut AsyncPgConnection,
+    order_id: Uuid,
+) -> QueryResult<Vec<Transition>> {
     order_transitions::table
         .filter(order_transitions::order_id.eq(order_id))
         .order(order_transitions::id)
@@ -220,11 +253,20 @@ pub async fn release_leases(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> Query
 }
 
 pub async fn recent(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<Order>> {
-    orders::table.order(orders::created_at.desc()).limit(limit).select(Order::as_select()).load(conn).await
+    orders::table
+        .order(orders::created_at.desc())
+        .limit(limit)
+        .select(Order::as_select())
+        .load(conn)
+        .await
 }
 
 /// Unsettled orders older than `before`: what an operator should look at.
-pub async fn stuck(conn: &mut AsyncPgConnection, before: DateTime<Utc>, limit: i64) -> QueryResult<Vec<Order>> {
+pub async fn stuck(
+    conn: &mut AsyncPgConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<Order>> {
     orders::table
         .filter(orders::status.eq_any(OrderStatus::UNSETTLED))
         .filter(orders::created_at.lt(before))
@@ -235,7 +277,9 @@ pub async fn stuck(conn: &mut AsyncPgConnection, before: DateTime<Utc>, limit: i
         .await
 }
 
-pub async fn counts_by_status(conn: &mut AsyncPgConnection) -> QueryResult<Vec<(OrderStatus, i64)>> {
+pub async fn counts_by_status(
+    conn: &mut AsyncPgConnection,
+) -> QueryResult<Vec<(OrderStatus, i64)>> {
     orders::table
         .group_by(orders::status)
         .select((orders::status, diesel::dsl::count_star()))

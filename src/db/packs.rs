@@ -18,9 +18,18 @@ pub struct Pack {
 }
 
 pub async fn all(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Pack>> {
-    packs::table.order((packs::sort_order, packs::id)).select(Pack::as_select()).load(conn).await
+    packs::table
+        .order((packs::sort_order, packs::id))
+        .select(Pack::as_select())
+        .load(conn)
+        .await
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: &str) -> QueryResult<Option<Pack>> {
-    packs::table.find(id).select(Pack::as_select()).first(conn).await.optional()
+    packs::table
+        .find(id)
+        .select(Pack::as_select())
+        .first(conn)
+        .await
+        .optional()
 }

@@ -27,7 +27,13 @@ pub async fn start(conn: &mut AsyncPgConnection, trigger: &str) -> QueryResult<i
         .await
 }
 
-pub async fn finish(conn: &mut AsyncPgConnection, id: i64, checked: i32, changed: i32, errors: i32) -> QueryResult<()> {
+pub async fn finish(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    checked: i32,
+    changed: i32,
+    errors: i32,
+) -> QueryResult<()> {
     diesel::update(reconcile_runs::table.find(id))
         .set((
             reconcile_runs::finished_at.eq(diesel::dsl::now),
@@ -41,5 +47,10 @@ pub async fn finish(conn: &mut AsyncPgConnection, id: i64, checked: i32, changed
 }
 
 pub async fn last(conn: &mut AsyncPgConnection) -> QueryResult<Option<Run>> {
-    reconcile_runs::table.order(reconcile_runs::id.desc()).select(Run::as_select()).first(conn).await.optional()
+    reconcile_runs::table
+        .order(reconcile_runs::id.desc())
+        .select(Run::as_select())
+        .first(conn)
+        .await
+        .optional()
 }

@@ -33,7 +33,10 @@ pub struct NewIntent<'a> {
 }
 
 /// Inserts the intent unless one exists for its idempotency key; returns the stored one.
-pub async fn insert_or_get(conn: &mut AsyncPgConnection, intent: &NewIntent<'_>) -> QueryResult<Intent> {
+pub async fn insert_or_get(
+    conn: &mut AsyncPgConnection,
+    intent: &NewIntent<'_>,
+) -> QueryResult<Intent> {
     diesel::insert_into(sandbox_payment_intents::table)
         .values(intent)
         .on_conflict(sandbox_payment_intents::idempotency_key)
@@ -48,7 +51,12 @@ pub async fn insert_or_get(conn: &mut AsyncPgConnection, intent: &NewIntent<'_>)
 }
 
 pub async fn find(conn: &mut AsyncPgConnection, id: &str) -> QueryResult<Option<Intent>> {
-    sandbox_payment_intents::table.find(id).select(Intent::as_select()).first(conn).await.optional()
+    sandbox_payment_intents::table
+        .find(id)
+        .select(Intent::as_select())
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// Moves an intent to `status` if it is in one of `from`; `None` if it was not.
@@ -84,7 +92,12 @@ pub struct Delivery {
     pub attempts: i32,
 }
 
-pub async fn enqueue(conn: &mut AsyncPgConnection, event_id: &str, payload: &str, at: DateTime<Utc>) -> QueryResult<()> {
+pub async fn enqueue(
+    conn: &mut AsyncPgConnection,
+    event_id: &str,
+    payload: &str,
+    at: DateTime<Utc>,
+) -> QueryResult<()> {
     diesel::insert_into(sandbox_deliveries::table)
         .values((
             sandbox_deliveries::event_id.eq(event_id),
@@ -98,7 +111,11 @@ pub async fn enqueue(conn: &mut AsyncPgConnection, event_id: &str, payload: &str
 
 /// Leases up to `limit` due deliveries until `lease_until`: a worker posts them without
 /// holding any lock, and another instance skips them meanwhile.
-pub async fn claim_due(conn: &mut AsyncPgConnection, limit: i64, lease_until: DateTime<Utc>) -> QueryResult<Vec<Delivery>> {
+pub async fn claim_due(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+    lease_until: DateTime<Utc>,
+) -> QueryResult<Vec<Delivery>> {
     diesel::sql_query(
         "UPDATE sandbox_deliveries SET next_attempt_at = $2, attempts = attempts + 1 WHERE id IN ( \
             SELECT id FROM sandbox_deliveries WHERE delivered_at IS NULL AND next_attempt_at <= now() \
@@ -119,14 +136,26 @@ pub async fn mark_delivered(conn: &mut AsyncPgConnection, id: i64) -> QueryResul
         .map(|_| ())
 }
 
-pub async fn reschedule(conn: &mut AsyncPgConnection, id: i64, at: DateTime<Utc>, error: &str) -> QueryResult<()> {
+pub async fn reschedule(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    at: DateTime<Utc>,
+    error: &str,
+) -> QueryResult<()> {
     diesel::update(sandbox_deliveries::table.find(id))
-        .set((sandbox_deliveries::next_attempt_at.eq(at), sandbox_deliveries::last_error.eq(error)))
+        .set((
+            sandbox_deliveries::next_attempt_at.eq(at),
+            sandbox_deliveries::last_error.eq(error),
+        ))
         .execute(conn)
         .await
         .map(|_| ())
 }
 
 pub async fn pending_count(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
-    sandbox_deliveries::table.filter(sandbox_deliveries::delivered_at.is_null()).count().get_result(conn).await
+    sandbox_deliveries::table
+        .filter(sandbox_deliveries::delivered_at.is_null())
+        .count()
+        .get_result(conn)
+        .await
 }

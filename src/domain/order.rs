@@ -33,7 +33,11 @@ impl OrderStatus {
         OrderStatus::NeedsReview,
     ];
     /// Statuses the reconciler still asks the provider about.
-    pub const UNSETTLED: [OrderStatus; 3] = [OrderStatus::Pending, OrderStatus::Processing, OrderStatus::Failed];
+    pub const UNSETTLED: [OrderStatus; 3] = [
+        OrderStatus::Pending,
+        OrderStatus::Processing,
+        OrderStatus::Failed,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -57,7 +61,10 @@ impl OrderStatus {
     pub fn was_paid(self) -> bool {
         matches!(
             self,
-            OrderStatus::Paid | OrderStatus::PartiallyRefunded | OrderStatus::Refunded | OrderStatus::Disputed
+            OrderStatus::Paid
+                | OrderStatus::PartiallyRefunded
+                | OrderStatus::Refunded
+                | OrderStatus::Disputed
         )
     }
 }
@@ -71,7 +78,10 @@ impl fmt::Display for OrderStatus {
 impl FromStr for OrderStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| format!("unknown order status {s:?}"))
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| format!("unknown order status {s:?}"))
     }
 }
 
@@ -91,11 +101,18 @@ pub struct OrderState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FactKind {
     Processing,
-    Succeeded { amount_received: i64, currency: String },
+    Succeeded {
+        amount_received: i64,
+        currency: String,
+    },
     Failed,
     Canceled,
     /// `amount_refunded` is the charge's cumulative refunded amount.
-    Refunded { charge_amount: i64, amount_refunded: i64, currency: String },
+    Refunded {
+        charge_amount: i64,
+        amount_refunded: i64,
+        currency: String,
+    },
     Disputed,
 }
 
@@ -164,10 +181,18 @@ pub fn decide(order: &OrderState, fact: &PaymentFact) -> Decision {
         dispute_seen: order.dispute_seen,
         marks_paid: false,
     };
-    let move_to = |to: OrderStatus| Decision::Apply(Change { to, ..unchanged.clone() });
+    let move_to = |to: OrderStatus| {
+        Decision::Apply(Change {
+            to,
+            ..unchanged.clone()
+        })
+    };
 
     match &fact.kind {
-        FactKind::Succeeded { amount_received, currency } => {
+        FactKind::Succeeded {
+            amount_received,
+            currency,
+        } => {
             if *amount_received != order.amount {
                 return Decision::Mismatch("amount received differs from the order amount");
             }
@@ -192,11 +217,18 @@ pub fn decide(order: &OrderState, fact: &PaymentFact) -> Decision {
             Pending | Processing | Failed => move_to(Canceled),
             _ => Decision::Noop,
         },
-        FactKind::Refunded { charge_amount, amount_refunded, currency } => {
+        FactKind::Refunded {
+            charge_amount,
+            amount_refunded,
+            currency,
+        } => {
             if !currency.eq_ignore_ascii_case(&order.currency) {
                 return Decision::Mismatch("refund currency differs from the order currency");
             }
-            if *charge_amount != order.amount || *amount_refunded > order.amount || *amount_refunded < 0 {
+            if *charge_amount != order.amount
+                || *amount_refunded > order.amount
+                || *amount_refunded < 0
+            {
                 return Decision::Mismatch("refunded charge does not match the order amount");
             }
             if *amount_refunded <= order.amount_refunded {
@@ -206,14 +238,24 @@ pub fn decide(order: &OrderState, fact: &PaymentFact) -> Decision {
                 Decision::Apply(refund(order, *amount_refunded))
             } else {
                 // Remembered until the success arrives (or forever, for an order never paid).
-                Decision::Apply(Change { amount_refunded: *amount_refunded, ..unchanged })
+                Decision::Apply(Change {
+                    amount_refunded: *amount_refunded,
+                    ..unchanged
+                })
             }
         }
         FactKind::Disputed => match order.status {
-            Paid => Decision::Apply(Change { to: Disputed, dispute_seen: true, ..unchanged }),
+            Paid => Decision::Apply(Change {
+                to: Disputed,
+                dispute_seen: true,
+                ..unchanged
+            }),
             _ if order.dispute_seen => Decision::Noop,
             Disputed => Decision::Noop,
-            _ => Decision::Apply(Change { dispute_seen: true, ..unchanged }),
+            _ => Decision::Apply(Change {
+                dispute_seen: true,
+                ..unchanged
+            }),
         },
     }
 }
@@ -229,7 +271,11 @@ fn pay(order: &OrderState) -> Change {
         marks_paid: true,
     };
     if order.amount_refunded > 0 {
-        let paid = OrderState { status: OrderStatus::Paid, amount_refunded: 0, ..order.clone() };
+        let paid = OrderState {
+            status: OrderStatus::Paid,
+            amount_refunded: 0,
+            ..order.clone()
+        };
         let refunded = refund(&paid, order.amount_refunded);
         change.to = refunded.to;
         change.revoke = refunded.revoke;
@@ -244,9 +290,16 @@ fn refund(order: &OrderState, new_total: i64) -> Change {
     let after = revoked_credits(order.credits, order.amount, new_total);
     let delta = before - after;
     Change {
-        to: if new_total >= order.amount { OrderStatus::Refunded } else { OrderStatus::PartiallyRefunded },
+        to: if new_total >= order.amount {
+            OrderStatus::Refunded
+        } else {
+            OrderStatus::PartiallyRefunded
+        },
         grant: None,
-        revoke: (delta != 0).then_some(Revocation { delta, refund_total: new_total }),
+        revoke: (delta != 0).then_some(Revocation {
+            delta,
+            refund_total: new_total,
+        }),
         amount_refunded: new_total,
         dispute_seen: order.dispute_seen,
         marks_paid: false,

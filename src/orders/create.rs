@@ -25,9 +25,15 @@ pub fn validate(email: &str, pack_id: &str) -> Result<NewOrderRequest, AppError>
     let email = Email::parse(email).map_err(|m| AppError::unprocessable("invalid_email", m))?;
     let pack_id = pack_id.trim();
     if pack_id.is_empty() || pack_id.len() > 64 {
-        return Err(AppError::unprocessable("unknown_pack", "pack_id is required"));
+        return Err(AppError::unprocessable(
+            "unknown_pack",
+            "pack_id is required",
+        ));
     }
-    Ok(NewOrderRequest { email, pack_id: pack_id.to_owned() })
+    Ok(NewOrderRequest {
+        email,
+        pack_id: pack_id.to_owned(),
+    })
 }
 
 /// Creates (or, with `resume`, finishes) an order. `idempotency_key` is the caller's
@@ -49,7 +55,12 @@ pub async fn create_order(
         None => {
             let pack = db::packs::find(&mut conn, &req.pack_id)
                 .await?
-                .ok_or_else(|| AppError::unprocessable("unknown_pack", format!("no pack named {:?}", req.pack_id)))?;
+                .ok_or_else(|| {
+                    AppError::unprocessable(
+                        "unknown_pack",
+                        format!("no pack named {:?}", req.pack_id),
+                    )
+                })?;
             let email = req.email.clone();
             let key = idempotency_key.map(str::to_owned);
             let order = conn
@@ -70,7 +81,8 @@ pub async fn create_order(
                         },
                     )
                     .await?;
-                    db::orders::insert_transition(c, id, None, OrderStatus::Pending, "created").await?;
+                    db::orders::insert_transition(c, id, None, OrderStatus::Pending, "created")
+                        .await?;
                     if let Some(key) = &key {
                         db::idempotency::set_order(c, key, id).await?;
                     }
@@ -102,10 +114,14 @@ pub async fn attach_intent(state: &AppState, order: Order) -> Result<Order, AppE
         description: format!("{} credits ({})", order.credits, order.pack_id),
         idempotency_key: &order.provider_key,
     };
-    let intent = state.provider.create_intent(&request).await.map_err(|e| match e {
-        ProviderError::Database(_) => AppError::DbUnavailable(e.into()),
-        other => AppError::Provider(other.into()),
-    })?;
+    let intent = state
+        .provider
+        .create_intent(&request)
+        .await
+        .map_err(|e| match e {
+            ProviderError::Database(_) => AppError::DbUnavailable(e.into()),
+            other => AppError::Provider(other.into()),
+        })?;
     if intent.amount != order.amount || !intent.currency.eq_ignore_ascii_case(&order.currency) {
         return Err(AppError::Provider(anyhow::anyhow!(
             "provider made an intent for {} {} instead of {} {}",
@@ -115,15 +131,23 @@ pub async fn attach_intent(state: &AppState, order: Order) -> Result<Order, AppE
             order.currency
         )));
     }
-    let Some(client_secret) = intent.client_secret.as_deref().filter(|s| !s.is_empty() && s.len() <= 512) else {
-        return Err(AppError::Provider(anyhow::anyhow!("provider answered without a usable client_secret")));
+    let Some(client_secret) = intent
+        .client_secret
+        .as_deref()
+        .filter(|s| !s.is_empty() && s.len() <= 512)
+    else {
+        return Err(AppError::Provider(anyhow::anyhow!(
+            "provider answered without a usable client_secret"
+        )));
     };
     let mut conn = state.db.get().await?;
     match db::orders::attach_payment_intent(&mut conn, order.id, &intent.id, client_secret).await? {
         Some(updated) => Ok(updated),
         None => {
             // Someone else attached first (a concurrent resume): same key, so same intent.
-            let current = db::orders::find(&mut conn, order.id).await?.ok_or(AppError::NotFound("order"))?;
+            let current = db::orders::find(&mut conn, order.id)
+                .await?
+                .ok_or(AppError::NotFound("order"))?;
             if current.payment_intent_id.as_deref() != Some(intent.id.as_str()) {
                 return Err(AppError::Internal(anyhow::anyhow!(
                     "order {} already has another PaymentIntent attached",

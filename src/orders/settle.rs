@@ -22,30 +22,46 @@ pub struct OrderRef {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settled {
     UnknownOrder,
-    Noop { order_id: Uuid },
-    Mismatch { order_id: Uuid, reason: &'static str },
-    Applied { order_id: Uuid, from: OrderStatus, to: OrderStatus },
+    Noop {
+        order_id: Uuid,
+    },
+    Mismatch {
+        order_id: Uuid,
+        reason: &'static str,
+    },
+    Applied {
+        order_id: Uuid,
+        from: OrderStatus,
+        to: OrderStatus,
+    },
 }
 
 impl Settled {
     pub fn order_id(&self) -> Option<Uuid> {
         match self {
             Settled::UnknownOrder => None,
-            Settled::Noop { order_id } | Settled::Mismatch { order_id, .. } | Settled::Applied { order_id, .. } => {
-                Some(*order_id)
-            }
+            Settled::Noop { order_id }
+            | Settled::Mismatch { order_id, .. }
+            | Settled::Applied { order_id, .. } => Some(*order_id),
         }
     }
 }
 
 /// Applies `fact` to the order `reference` names. `cause` is recorded on the transition
 /// and ledger rows (an event id, `reconciler`, `return_sync`).
-pub async fn apply(conn: &mut AsyncPgConnection, reference: &OrderRef, fact: &PaymentFact, cause: &str) -> QueryResult<Settled> {
+pub async fn apply(
+    conn: &mut AsyncPgConnection,
+    reference: &OrderRef,
+    fact: &PaymentFact,
+    cause: &str,
+) -> QueryResult<Settled> {
     let Some((order, names_other_order)) = lock_order(conn, reference).await? else {
         return Ok(Settled::UnknownOrder);
     };
     let decision = if names_other_order {
-        Decision::Mismatch("the event's metadata.order_id names another order than its PaymentIntent")
+        Decision::Mismatch(
+            "the event's metadata.order_id names another order than its PaymentIntent",
+        )
     } else {
         decide(&order.state(), fact)
     };
@@ -54,16 +70,28 @@ pub async fn apply(conn: &mut AsyncPgConnection, reference: &OrderRef, fact: &Pa
         Decision::Noop => Ok(Settled::Noop { order_id: order.id }),
         Decision::Mismatch(reason) => {
             flag_for_review(conn, &order, cause, reason).await?;
-            Ok(Settled::Mismatch { order_id: order.id, reason })
+            Ok(Settled::Mismatch {
+                order_id: order.id,
+                reason,
+            })
         }
         Decision::Apply(change) => {
-            let Some(updated) = orders::apply_change(conn, order.id, order.status, &change).await? else {
+            let Some(updated) = orders::apply_change(conn, order.id, order.status, &change).await?
+            else {
                 // Impossible under the row lock; refuse rather than write on a stale read.
                 return Err(diesel::result::Error::RollbackTransaction);
             };
             if updated.status != order.status {
-                orders::insert_transition(conn, order.id, Some(order.status), updated.status, cause).await?;
-                metrics::counter!("orders_settled_total", "status" => updated.status.as_str()).increment(1);
+                orders::insert_transition(
+                    conn,
+                    order.id,
+                    Some(order.status),
+                    updated.status,
+                    cause,
+                )
+                .await?;
+                metrics::counter!("orders_settled_total", "status" => updated.status.as_str())
+                    .increment(1);
             }
             if let Some(credits) = change.grant {
                 let entry = ledger::NewEntry {
@@ -87,34 +115,58 @@ pub async fn apply(conn: &mut AsyncPgConnection, reference: &OrderRef, fact: &Pa
                 };
                 ledger::insert(conn, &entry).await?;
             }
-            Ok(Settled::Applied { order_id: order.id, from: order.status, to: updated.status })
+            Ok(Settled::Applied {
+                order_id: order.id,
+                from: order.status,
+                to: updated.status,
+            })
         }
     }
 }
 
 /// Flags the referenced order for review without applying anything (a verified event
 /// that contradicts our configuration). Returns the order it flagged, if any.
-pub async fn flag(conn: &mut AsyncPgConnection, reference: &OrderRef, cause: &str, reason: &'static str) -> QueryResult<Option<Uuid>> {
-    let Some((order, _)) = lock_order(conn, reference).await? else { return Ok(None) };
+pub async fn flag(
+    conn: &mut AsyncPgConnection,
+    reference: &OrderRef,
+    cause: &str,
+    reason: &'static str,
+) -> QueryResult<Option<Uuid>> {
+    let Some((order, _)) = lock_order(conn, reference).await? else {
+        return Ok(None);
+    };
     flag_for_review(conn, &order, cause, reason).await?;
     Ok(Some(order.id))
 }
 
 /// Finds and row-locks the order: by `metadata.order_id`, else by PaymentIntent. The
 /// flag says the order was found by PaymentIntent while metadata named something else.
-async fn lock_order(conn: &mut AsyncPgConnection, reference: &OrderRef) -> QueryResult<Option<(orders::Order, bool)>> {
-    let by_metadata = reference.metadata_order_id.as_deref().and_then(|s| Uuid::parse_str(s).ok());
+async fn lock_order(
+    conn: &mut AsyncPgConnection,
+    reference: &OrderRef,
+) -> QueryResult<Option<(orders::Order, bool)>> {
+    let by_metadata = reference
+        .metadata_order_id
+        .as_deref()
+        .and_then(|s| Uuid::parse_str(s).ok());
     if let Some(id) = by_metadata {
         if let Some(order) = orders::lock(conn, id).await? {
             return Ok(Some((order, false)));
         }
     }
-    let Some(pi) = &reference.payment_intent_id else { return Ok(None) };
+    let Some(pi) = &reference.payment_intent_id else {
+        return Ok(None);
+    };
     let order = orders::lock_by_payment_intent(conn, pi).await?;
     Ok(order.map(|o| (o, reference.metadata_order_id.is_some())))
 }
 
-async fn flag_for_review(conn: &mut AsyncPgConnection, order: &orders::Order, cause: &str, reason: &str) -> QueryResult<()> {
+async fn flag_for_review(
+    conn: &mut AsyncPgConnection,
+    order: &orders::Order,
+    cause: &str,
+    reason: &str,
+) -> QueryResult<()> {
     tracing::warn!(order_id = %order.id, cause, reason, "payment contradicts the order; flagged for review");
     metrics::counter!("orders_mismatch_total").increment(1);
     if order.status == OrderStatus::NeedsReview {
@@ -128,8 +180,18 @@ async fn flag_for_review(conn: &mut AsyncPgConnection, order: &orders::Order, ca
         dispute_seen: order.dispute_seen,
         marks_paid: false,
     };
-    if orders::apply_change(conn, order.id, order.status, &review).await?.is_none() {
+    if orders::apply_change(conn, order.id, order.status, &review)
+        .await?
+        .is_none()
+    {
         return Err(diesel::result::Error::RollbackTransaction);
     }
-    orders::insert_transition(conn, order.id, Some(order.status), OrderStatus::NeedsReview, cause).await
+    orders::insert_transition(
+        conn,
+        order.id,
+        Some(order.status),
+        OrderStatus::NeedsReview,
+        cause,
+    )
+    .await
 }

@@ -13,7 +13,8 @@ use crate::domain::order::{FactKind, PaymentFact};
 /// Two providers known at compile time: an enum keeps dispatch simple and async-friendly
 /// without boxing futures behind a trait object.
 pub enum Provider {
-    Stripe(stripe::StripeProvider),
+    /// Boxed: the Stripe client is large and the enum lives once per app.
+    Stripe(Box<stripe::StripeProvider>),
     Sandbox(sandbox::SandboxProvider),
 }
 
@@ -49,7 +50,10 @@ impl Provider {
         }
     }
 
-    pub async fn create_intent(&self, req: &CreateIntent<'_>) -> Result<IntentSnapshot, ProviderError> {
+    pub async fn create_intent(
+        &self,
+        req: &CreateIntent<'_>,
+    ) -> Result<IntentSnapshot, ProviderError> {
         let result = match self {
             Provider::Stripe(p) => p.create_intent(req).await,
             Provider::Sandbox(p) => p.create_intent(req).await,
@@ -60,7 +64,9 @@ impl Provider {
 
     pub async fn retrieve_intent(&self, id: &str) -> Result<IntentSnapshot, ProviderError> {
         if !is_valid_intent_id(id) {
-            return Err(ProviderError::InvalidResponse(format!("not a PaymentIntent id: {id:?}")));
+            return Err(ProviderError::InvalidResponse(format!(
+                "not a PaymentIntent id: {id:?}"
+            )));
         }
         let result = match self {
             Provider::Stripe(p) => p.retrieve_intent(id).await,
@@ -80,12 +86,15 @@ fn count(op: &'static str, result: &Result<IntentSnapshot, ProviderError>) {
         Err(ProviderError::InvalidResponse(_)) => "invalid_response",
         Err(ProviderError::Database(_)) => "database_error",
     };
-    metrics::counter!("provider_requests_total", "operation" => op, "result" => outcome).increment(1);
+    metrics::counter!("provider_requests_total", "operation" => op, "result" => outcome)
+        .increment(1);
 }
 
 /// Stripe ids are short ASCII words; anything else never reaches a URL path or our tables.
 pub fn is_valid_intent_id(id: &str) -> bool {
-    id.starts_with("pi_") && id.len() <= 255 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    id.starts_with("pi_")
+        && id.len() <= 255
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,10 +120,23 @@ impl IntentSnapshot {
                 return Err(format!("object is {kind}, expected payment_intent"));
             }
         }
-        let id = obj.get("id").and_then(Value::as_str).filter(|s| is_valid_intent_id(s)).ok_or("missing or invalid id")?;
-        let amount = obj.get("amount").and_then(Value::as_i64).ok_or("missing or invalid amount")?;
-        let currency = obj.get("currency").and_then(Value::as_str).ok_or("missing or invalid currency")?;
-        let status = obj.get("status").and_then(Value::as_str).ok_or("missing or invalid status")?;
+        let id = obj
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| is_valid_intent_id(s))
+            .ok_or("missing or invalid id")?;
+        let amount = obj
+            .get("amount")
+            .and_then(Value::as_i64)
+            .ok_or("missing or invalid amount")?;
+        let currency = obj
+            .get("currency")
+            .and_then(Value::as_str)
+            .ok_or("missing or invalid currency")?;
+        let status = obj
+            .get("status")
+            .and_then(Value::as_str)
+            .ok_or("missing or invalid status")?;
         let amount_received = match obj.get("amount_received") {
             None | Some(Value::Null) => None,
             Some(v) => Some(v.as_i64().ok_or("invalid amount_received")?),
@@ -130,7 +152,10 @@ impl IntentSnapshot {
             amount,
             amount_received,
             currency: currency.to_owned(),
-            client_secret: obj.get("client_secret").and_then(Value::as_str).map(str::to_owned),
+            client_secret: obj
+                .get("client_secret")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
             metadata_order_id,
             has_payment_error: obj.get("last_payment_error").is_some_and(|e| !e.is_null()),
         })
@@ -149,7 +174,10 @@ impl IntentSnapshot {
             "requires_payment_method" if self.has_payment_error => FactKind::Failed,
             _ => return None,
         };
-        Some(PaymentFact { payment_intent_id: Some(self.id.clone()), kind })
+        Some(PaymentFact {
+            payment_intent_id: Some(self.id.clone()),
+            kind,
+        })
     }
 }
 
@@ -196,10 +224,25 @@ mod tests {
             metadata_order_id: None,
             has_payment_error: err,
         };
-        assert!(matches!(snap("succeeded", false).fact().unwrap().kind, FactKind::Succeeded { amount_received: 500, .. }));
-        assert_eq!(snap("processing", false).fact().unwrap().kind, FactKind::Processing);
-        assert_eq!(snap("canceled", false).fact().unwrap().kind, FactKind::Canceled);
-        assert_eq!(snap("requires_payment_method", true).fact().unwrap().kind, FactKind::Failed);
+        assert!(matches!(
+            snap("succeeded", false).fact().unwrap().kind,
+            FactKind::Succeeded {
+                amount_received: 500,
+                ..
+            }
+        ));
+        assert_eq!(
+            snap("processing", false).fact().unwrap().kind,
+            FactKind::Processing
+        );
+        assert_eq!(
+            snap("canceled", false).fact().unwrap().kind,
+            FactKind::Canceled
+        );
+        assert_eq!(
+            snap("requires_payment_method", true).fact().unwrap().kind,
+            FactKind::Failed
+        );
         assert_eq!(snap("requires_payment_method", false).fact(), None);
         assert_eq!(snap("requires_action", false).fact(), None);
     }

@@ -17,11 +17,18 @@ impl SandboxProvider {
         SandboxProvider { pool }
     }
 
-    pub async fn create_intent(&self, req: &CreateIntent<'_>) -> Result<IntentSnapshot, ProviderError> {
+    pub async fn create_intent(
+        &self,
+        req: &CreateIntent<'_>,
+    ) -> Result<IntentSnapshot, ProviderError> {
         let id = format!("pi_sandbox_{}", random_hex(12));
         let client_secret = format!("{id}_secret_{}", random_hex(16));
         let metadata = json!({ "order_id": req.order_id.to_string() });
-        let mut conn = self.pool.get().await.map_err(|e| ProviderError::Database(e.to_string()))?;
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| ProviderError::Database(e.to_string()))?;
         let intent = db::sandbox::insert_or_get(
             &mut conn,
             &db::sandbox::NewIntent {
@@ -40,7 +47,11 @@ impl SandboxProvider {
     }
 
     pub async fn retrieve_intent(&self, id: &str) -> Result<IntentSnapshot, ProviderError> {
-        let mut conn = self.pool.get().await.map_err(|e| ProviderError::Database(e.to_string()))?;
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| ProviderError::Database(e.to_string()))?;
         match db::sandbox::find(&mut conn, id).await {
             Ok(Some(intent)) => Ok(snapshot(&intent)),
             Ok(None) => Err(ProviderError::NotFound),
@@ -54,10 +65,18 @@ pub fn snapshot(intent: &db::sandbox::Intent) -> IntentSnapshot {
         id: intent.id.clone(),
         status: intent.status.clone(),
         amount: intent.amount,
-        amount_received: Some(if intent.status == "succeeded" { intent.amount } else { 0 }),
+        amount_received: Some(if intent.status == "succeeded" {
+            intent.amount
+        } else {
+            0
+        }),
         currency: intent.currency.clone(),
         client_secret: Some(intent.client_secret.clone()),
-        metadata_order_id: intent.metadata.get("order_id").and_then(|v| v.as_str()).map(str::to_owned),
+        metadata_order_id: intent
+            .metadata
+            .get("order_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
         has_payment_error: intent.last_payment_error.is_some(),
     }
 }

@@ -43,7 +43,8 @@ struct AutomaticPaymentMethods {
 
 impl StripeProvider {
     pub fn new(config: &StripeConfig, policy: RetryPolicy) -> anyhow::Result<Self> {
-        let mut builder = ClientBuilder::new(config.secret_key.expose_secret()).timeout(ATTEMPT_TIMEOUT);
+        let mut builder =
+            ClientBuilder::new(config.secret_key.expose_secret()).timeout(ATTEMPT_TIMEOUT);
         if let Some(base) = &config.api_base {
             // async-stripe appends "v1/…" to the base as written: a path prefix needs its slash.
             let mut base = base.to_string();
@@ -52,26 +53,41 @@ impl StripeProvider {
             }
             builder = builder.url(base);
         }
-        let client = builder.build().map_err(|e| anyhow::anyhow!("building the Stripe client: {e}"))?;
+        let client = builder
+            .build()
+            .map_err(|e| anyhow::anyhow!("building the Stripe client: {e}"))?;
         Ok(StripeProvider { client, policy })
     }
 
-    pub async fn create_intent(&self, req: &CreateIntent<'_>) -> Result<IntentSnapshot, ProviderError> {
+    pub async fn create_intent(
+        &self,
+        req: &CreateIntent<'_>,
+    ) -> Result<IntentSnapshot, ProviderError> {
         let form = CreateForm {
             amount: req.amount,
             currency: req.currency,
             description: &req.description,
-            metadata: Metadata { order_id: req.order_id.to_string() },
+            metadata: Metadata {
+                order_id: req.order_id.to_string(),
+            },
             automatic_payment_methods: AutomaticPaymentMethods { enabled: true },
         };
         let key = IdempotencyKey::new(req.idempotency_key)
             .map_err(|e| ProviderError::InvalidResponse(format!("idempotency key: {e}")))?;
-        self.send(|| RequestBuilder::new(StripeMethod::Post, "/payment_intents").form(&form), Some(key)).await
+        self.send(
+            || RequestBuilder::new(StripeMethod::Post, "/payment_intents").form(&form),
+            Some(key),
+        )
+        .await
     }
 
     pub async fn retrieve_intent(&self, id: &str) -> Result<IntentSnapshot, ProviderError> {
         let path = format!("/payment_intents/{id}");
-        self.send(|| RequestBuilder::new(StripeMethod::Get, path.clone()), None).await
+        self.send(
+            || RequestBuilder::new(StripeMethod::Get, path.clone()),
+            None,
+        )
+        .await
     }
 
     async fn send(
@@ -87,19 +103,29 @@ impl StripeProvider {
                 Some(k) => RequestStrategy::Idempotent(k.clone()),
                 None => RequestStrategy::Once,
             };
-            let result = build().customize::<miniserde::json::Value>().request_strategy(strategy).send(&self.client).await;
+            let result = build()
+                .customize::<miniserde::json::Value>()
+                .request_strategy(strategy)
+                .send(&self.client)
+                .await;
             let error = match result {
                 Ok(value) => {
-                    let json: serde_json::Value = serde_json::from_str(&miniserde::json::to_string(&value))
-                        .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
-                    return IntentSnapshot::from_json(&json).map_err(ProviderError::InvalidResponse);
+                    let json: serde_json::Value =
+                        serde_json::from_str(&miniserde::json::to_string(&value))
+                            .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
+                    return IntentSnapshot::from_json(&json)
+                        .map_err(ProviderError::InvalidResponse);
                 }
                 Err(e) => e,
             };
             let retryable = match &error {
-                StripeError::Stripe(_, status) => *status == 429 || *status == 409 || *status >= 500,
+                StripeError::Stripe(_, status) => {
+                    *status == 429 || *status == 409 || *status >= 500
+                }
                 // A failed connection, a timeout, or an error body we could not read (a proxy's 502 page).
-                StripeError::ClientError(_) | StripeError::Timeout | StripeError::JSONDeserialize(_) => true,
+                StripeError::ClientError(_)
+                | StripeError::Timeout
+                | StripeError::JSONDeserialize(_) => true,
                 _ => false,
             };
             if !retryable {
@@ -116,8 +142,12 @@ impl StripeProvider {
                 });
             }
             let pause = self.policy.backoff(attempt);
-            if attempt >= self.policy.max_attempts || started.elapsed() + pause > self.policy.total {
-                return Err(ProviderError::Unavailable { attempts: attempt, detail: describe(&error) });
+            if attempt >= self.policy.max_attempts || started.elapsed() + pause > self.policy.total
+            {
+                return Err(ProviderError::Unavailable {
+                    attempts: attempt,
+                    detail: describe(&error),
+                });
             }
             tracing::warn!(attempt, error = %describe(&error), pause_ms = pause.as_millis() as u64, "stripe request failed; retrying");
             metrics::counter!("provider_retries_total").increment(1);
@@ -129,7 +159,9 @@ impl StripeProvider {
 /// Error text safe for logs: Stripe's message, never request data.
 fn describe(e: &StripeError) -> String {
     match e {
-        StripeError::Stripe(err, status) => format!("HTTP {status}: {}", err.message.as_deref().unwrap_or("")),
+        StripeError::Stripe(err, status) => {
+            format!("HTTP {status}: {}", err.message.as_deref().unwrap_or(""))
+        }
         other => other.to_string(),
     }
 }

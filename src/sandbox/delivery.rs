@@ -71,14 +71,27 @@ async fn deliver_one(state: &AppState, delivery: Delivery) {
 }
 
 async fn post(state: &AppState, delivery: &Delivery) -> Result<(), String> {
-    let secret = state.webhook_secrets.first().ok_or("no webhook secret to sign with")?;
-    let header = signature::header(secret.expose_secret(), Utc::now().timestamp(), delivery.payload.as_bytes());
-    let url = format!("{}/webhooks/stripe", state.public_base_url.as_str().trim_end_matches('/'));
+    let secret = state
+        .webhook_secrets
+        .first()
+        .ok_or("no webhook secret to sign with")?;
+    let header = signature::header(
+        secret.expose_secret(),
+        Utc::now().timestamp(),
+        delivery.payload.as_bytes(),
+    );
+    let url = format!(
+        "{}/webhooks/stripe",
+        state.public_base_url.as_str().trim_end_matches('/')
+    );
     let response = state
         .http
         .post(url)
         .header("Content-Type", "application/json; charset=utf-8")
-        .header("User-Agent", "Stripe/1.0 (+https://stripe.com/docs/webhooks) paidonce-sandbox")
+        .header(
+            "User-Agent",
+            "Stripe/1.0 (+https://stripe.com/docs/webhooks) paidonce-sandbox",
+        )
         .header("Stripe-Signature", header)
         .body(delivery.payload.clone())
         .send()

@@ -41,7 +41,10 @@ impl Action {
             "succeed" => Ok(Action::Succeed),
             "fail" => Ok(Action::Fail),
             "cancel" => Ok(Action::Cancel),
-            _ => Err(AppError::unprocessable("invalid_action", "action must be succeed, fail or cancel")),
+            _ => Err(AppError::unprocessable(
+                "invalid_action",
+                "action must be succeed, fail or cancel",
+            )),
         }
     }
 }
@@ -53,7 +56,10 @@ impl Chaos {
             "duplicate" => Ok(Chaos::Duplicate),
             "delay" => Ok(Chaos::Delay),
             "out_of_order" => Ok(Chaos::OutOfOrder),
-            _ => Err(AppError::unprocessable("invalid_chaos", "chaos must be none, duplicate, delay or out_of_order")),
+            _ => Err(AppError::unprocessable(
+                "invalid_chaos",
+                "chaos must be none, duplicate, delay or out_of_order",
+            )),
         }
     }
 }
@@ -69,26 +75,46 @@ pub async fn find_intent(state: &AppState, pi: &str) -> Result<Intent, AppError>
         return Err(AppError::NotFound("payment intent"));
     }
     let mut conn = state.db.get().await?;
-    db::sandbox::find(&mut conn, pi).await?.ok_or(AppError::NotFound("payment intent"))
+    db::sandbox::find(&mut conn, pi)
+        .await?
+        .ok_or(AppError::NotFound("payment intent"))
 }
 
 /// Applies the shopper's action to the sandbox intent and enqueues its events.
-pub async fn act(state: &AppState, pi: &str, action: Action, chaos: Chaos) -> Result<Acted, AppError> {
+pub async fn act(
+    state: &AppState,
+    pi: &str,
+    action: Action,
+    chaos: Chaos,
+) -> Result<Acted, AppError> {
     if !state.config.is_sandbox() {
         return Err(AppError::NotFound("sandbox"));
     }
     find_intent(state, pi).await?;
-    let (from, to, error, event_type, redirect_status): (&[&str], &str, Option<&str>, &str, &str) = match action {
-        Action::Succeed => (&["requires_payment_method", "processing"], "succeeded", None, "payment_intent.succeeded", "succeeded"),
-        Action::Fail => (
-            &["requires_payment_method", "processing"],
-            "requires_payment_method",
-            Some("Your card was declined (sandbox)."),
-            "payment_intent.payment_failed",
-            "failed",
-        ),
-        Action::Cancel => (&["requires_payment_method", "processing"], "canceled", None, "payment_intent.canceled", "canceled"),
-    };
+    let (from, to, error, event_type, redirect_status): (&[&str], &str, Option<&str>, &str, &str) =
+        match action {
+            Action::Succeed => (
+                &["requires_payment_method", "processing"],
+                "succeeded",
+                None,
+                "payment_intent.succeeded",
+                "succeeded",
+            ),
+            Action::Fail => (
+                &["requires_payment_method", "processing"],
+                "requires_payment_method",
+                Some("Your card was declined (sandbox)."),
+                "payment_intent.payment_failed",
+                "failed",
+            ),
+            Action::Cancel => (
+                &["requires_payment_method", "processing"],
+                "canceled",
+                None,
+                "payment_intent.canceled",
+                "canceled",
+            ),
+        };
     let now = Utc::now();
     let mut conn = state.db.get().await?;
     let pi_owned = pi.to_owned();
@@ -112,11 +138,22 @@ pub async fn act(state: &AppState, pi: &str, action: Action, chaos: Chaos) -> Re
                 Chaos::OutOfOrder => {
                     // A stale event of the opposite meaning, created earlier, arriving later.
                     let (stale_type, stale_status) = match action {
-                        Action::Succeed => ("payment_intent.payment_failed", "requires_payment_method"),
-                        Action::Fail | Action::Cancel => ("payment_intent.processing", "processing"),
+                        Action::Succeed => {
+                            ("payment_intent.payment_failed", "requires_payment_method")
+                        }
+                        Action::Fail | Action::Cancel => {
+                            ("payment_intent.processing", "processing")
+                        }
                     };
-                    let stale_intent = Intent { status: stale_status.to_owned(), ..intent.clone() };
-                    let stale = event(stale_type, &stale_intent, now - chrono::Duration::seconds(5));
+                    let stale_intent = Intent {
+                        status: stale_status.to_owned(),
+                        ..intent.clone()
+                    };
+                    let stale = event(
+                        stale_type,
+                        &stale_intent,
+                        now - chrono::Duration::seconds(5),
+                    );
                     enqueue(c, &main, now).await?;
                     enqueue(c, &stale, now + chrono::Duration::seconds(1)).await?;
                 }
@@ -125,17 +162,29 @@ pub async fn act(state: &AppState, pi: &str, action: Action, chaos: Chaos) -> Re
         })
         .await?;
     state.sandbox_wakeup.notify_waiters();
-    let order_id = intent.metadata.get("order_id").and_then(Value::as_str).unwrap_or_default();
+    let order_id = intent
+        .metadata
+        .get("order_id")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let return_url = format!(
         "{}?payment_intent={}&payment_intent_client_secret={}&redirect_status={redirect_status}",
-        crate::orders::view::page_url(&state.public_base_url, uuid::Uuid::parse_str(order_id).unwrap_or_default(), "status"),
+        crate::orders::view::page_url(
+            &state.public_base_url,
+            uuid::Uuid::parse_str(order_id).unwrap_or_default(),
+            "status"
+        ),
         intent.id,
         intent.client_secret,
     );
     Ok(Acted { return_url })
 }
 
-async fn enqueue(conn: &mut diesel_async::AsyncPgConnection, event: &Value, at: DateTime<Utc>) -> diesel::QueryResult<()> {
+async fn enqueue(
+    conn: &mut diesel_async::AsyncPgConnection,
+    event: &Value,
+    at: DateTime<Utc>,
+) -> diesel::QueryResult<()> {
     let id = event["id"].as_str().unwrap_or_default();
     db::sandbox::enqueue(conn, id, &event.to_string(), at).await
 }

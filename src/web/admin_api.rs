@@ -11,10 +11,16 @@ use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::auth::AdminUser;
 
-pub async fn get_order(_: AdminUser, state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn get_order(
+    _: AdminUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let id = Uuid::parse_str(&path).map_err(|_| AppError::NotFound("order"))?;
     let mut conn = state.db.get().await?;
-    let order = db::orders::find(&mut conn, id).await?.ok_or(AppError::NotFound("order"))?;
+    let order = db::orders::find(&mut conn, id)
+        .await?
+        .ok_or(AppError::NotFound("order"))?;
     let email = db::accounts::email_of(&mut conn, order.account_id).await?;
     let transitions = db::orders::transitions(&mut conn, id).await?;
     let events = db::events::for_order(&mut conn, id).await?;
@@ -37,13 +43,20 @@ pub async fn get_order(_: AdminUser, state: web::Data<AppState>, path: web::Path
     })))
 }
 
-pub async fn get_account(_: AdminUser, state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn get_account(
+    _: AdminUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let email = Email::parse(&path).map_err(|_| AppError::NotFound("account"))?;
     let mut conn = state.db.get().await?;
-    let account_id = db::accounts::find_id(&mut conn, &email).await?.ok_or(AppError::NotFound("account"))?;
+    let account_id = db::accounts::find_id(&mut conn, &email)
+        .await?
+        .ok_or(AppError::NotFound("account"))?;
     let ledger = db::ledger::for_account(&mut conn, account_id).await?;
     let balance = db::ledger::balance(&mut conn, account_id).await?;
-    Ok(HttpResponse::Ok().json(json!({ "email": email.as_str(), "balance": balance, "ledger": ledger })))
+    Ok(HttpResponse::Ok()
+        .json(json!({ "email": email.as_str(), "balance": balance, "ledger": ledger })))
 }
 
 #[derive(Deserialize)]
@@ -54,7 +67,11 @@ pub struct EventFilter {
     limit: Option<i64>,
 }
 
-pub async fn get_events(_: AdminUser, state: web::Data<AppState>, query: web::Query<EventFilter>) -> Result<HttpResponse, AppError> {
+pub async fn get_events(
+    _: AdminUser,
+    state: web::Data<AppState>,
+    query: web::Query<EventFilter>,
+) -> Result<HttpResponse, AppError> {
     let filter = query.into_inner();
     let limit = filter.limit.unwrap_or(100).clamp(1, 1000);
     let outcome = filter.outcome.as_deref().filter(|s| !s.is_empty());

@@ -34,16 +34,24 @@ pub async fn post_order(
         (None, _) => None,
         (Some(v), None) => Some(IdempotencyKey::parse(v.as_bytes())?),
         (Some(_), Some(_)) => {
-            return Err(AppError::bad_request("invalid_idempotency_key", "send one Idempotency-Key header, not several"));
+            return Err(AppError::bad_request(
+                "invalid_idempotency_key",
+                "send one Idempotency-Key header, not several",
+            ));
         }
     };
     let fingerprint = idempotency::fingerprint("POST", "/api/orders", &body);
     let stored = idempotency::run(&state, key.as_ref(), &fingerprint, async |resume| {
         let parsed: OrderBody = parse_json(&body)?;
         let request = create::validate(&parsed.email, &parsed.pack_id)?;
-        let (order, email) = create::create_order(&state, &request, key.as_ref().map(|k| k.as_str()), resume).await?;
+        let (order, email) =
+            create::create_order(&state, &request, key.as_ref().map(|k| k.as_str()), resume)
+                .await?;
         let created = view::CreatedOrder::new(&order, &email, &state.public_base_url);
-        Ok((StatusCode::CREATED, serde_json::to_value(created).map_err(anyhow::Error::from)?))
+        Ok((
+            StatusCode::CREATED,
+            serde_json::to_value(created).map_err(anyhow::Error::from)?,
+        ))
     })
     .await?;
     let mut res = HttpResponse::build(stored.status);
@@ -54,14 +62,26 @@ pub async fn post_order(
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, AppError> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|e| AppError::bad_request("malformed_json", format!("request body is not valid JSON: {e}")))?;
-    serde_json::from_value(value).map_err(|e| AppError::unprocessable("invalid_body", format!("invalid request body: {e}")))
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| {
+        AppError::bad_request(
+            "malformed_json",
+            format!("request body is not valid JSON: {e}"),
+        )
+    })?;
+    serde_json::from_value(value)
+        .map_err(|e| AppError::unprocessable("invalid_body", format!("invalid request body: {e}")))
 }
 
-pub async fn get_order(state: web::Data<AppState>, path: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn get_order(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
     let id = Uuid::parse_str(&path).map_err(|_| AppError::NotFound("order"))?;
     let mut conn = state.db.get().await?;
-    let order = db::orders::find(&mut conn, id).await?.ok_or(AppError::NotFound("order"))?;
-    Ok(HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(view::PublicOrder::from(&order)))
+    let order = db::orders::find(&mut conn, id)
+        .await?
+        .ok_or(AppError::NotFound("order"))?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("Cache-Control", "no-store"))
+        .json(view::PublicOrder::from(&order)))
 }

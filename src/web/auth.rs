@@ -22,13 +22,24 @@ impl FromRequest for AdminUser {
 }
 
 fn check(req: &HttpRequest) -> Result<AdminUser, AppError> {
-    let state = req.app_data::<web::Data<AppState>>().ok_or(AppError::Unauthorized)?;
-    let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).ok_or(AppError::Unauthorized)?;
-    let (scheme, encoded) = header.trim().split_once(' ').ok_or(AppError::Unauthorized)?;
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or(AppError::Unauthorized)?;
+    let header = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .ok_or(AppError::Unauthorized)?;
+    let (scheme, encoded) = header
+        .trim()
+        .split_once(' ')
+        .ok_or(AppError::Unauthorized)?;
     if !scheme.eq_ignore_ascii_case("basic") {
         return Err(AppError::Unauthorized);
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| AppError::Unauthorized)?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| AppError::Unauthorized)?;
     let decoded = String::from_utf8(decoded).map_err(|_| AppError::Unauthorized)?;
     let (user, password) = decoded.split_once(':').ok_or(AppError::Unauthorized)?;
     let expected = state.admin_password.expose_secret().as_bytes();

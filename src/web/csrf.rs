@@ -13,12 +13,20 @@ const MAX_AGE_SECS: i64 = 12 * 3600;
 pub fn issue(key: &SecretString, now: i64) -> String {
     let nonce = crate::payments::sandbox::random_hex(12);
     let payload = format!("{now}.{nonce}");
-    format!("{payload}.{}", hex::encode(mac(key, &payload).finalize().into_bytes()))
+    format!(
+        "{payload}.{}",
+        hex::encode(mac(key, &payload).finalize().into_bytes())
+    )
 }
 
 /// 403 unless `token` is one we issued, not older than MAX_AGE.
 pub fn verify(key: &SecretString, token: Option<&str>, now: i64) -> Result<(), AppError> {
-    let refuse = || AppError::forbidden("invalid_csrf_token", "the form's security token is missing or invalid; reload the page and try again");
+    let refuse = || {
+        AppError::forbidden(
+            "invalid_csrf_token",
+            "the form's security token is missing or invalid; reload the page and try again",
+        )
+    };
     let token = token.ok_or_else(refuse)?;
     let (payload, sig) = token.rsplit_once('.').ok_or_else(refuse)?;
     let (issued, _nonce) = payload.split_once('.').ok_or_else(refuse)?;
@@ -32,7 +40,8 @@ pub fn verify(key: &SecretString, token: Option<&str>, now: i64) -> Result<(), A
 }
 
 fn mac(key: &SecretString, payload: &str) -> Hmac<Sha256> {
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key.expose_secret().as_bytes()).unwrap_or_else(|_| unreachable!());
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key.expose_secret().as_bytes())
+        .unwrap_or_else(|_| unreachable!());
     m.update(b"csrf.");
     m.update(payload.as_bytes());
     m
@@ -52,6 +61,9 @@ mod tests {
         for bad in ["", "x", "1.2", "1.2.zz", &token.replace('.', ",")] {
             assert!(verify(&key, Some(bad), 1_010).is_err(), "{bad}");
         }
-        assert_eq!(verify(&key, None, 1_010).unwrap_err().code(), "invalid_csrf_token");
+        assert_eq!(
+            verify(&key, None, 1_010).unwrap_err().code(),
+            "invalid_csrf_token"
+        );
     }
 }

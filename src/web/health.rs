@@ -29,8 +29,11 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     metrics::gauge!("db_pool_connections").set(pool.size as f64);
     metrics::gauge!("db_pool_available").set(pool.available as f64);
     metrics::gauge!("db_pool_waiting").set(pool.waiting as f64);
-    metrics::gauge!("webhook_signature_failures_since_start")
-        .set(state.signature_failures.load(std::sync::atomic::Ordering::Relaxed) as f64);
+    metrics::gauge!("webhook_signature_failures_since_start").set(
+        state
+            .signature_failures
+            .load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(crate::telemetry::metrics().render())

@@ -17,29 +17,37 @@ pub const WEBHOOK_BODY_LIMIT: usize = 512 * 1024;
 pub const API_BODY_LIMIT: usize = 16 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(web::JsonConfig::default().limit(API_BODY_LIMIT).error_handler(error::json_error_handler))
-        .app_data(web::FormConfig::default().limit(API_BODY_LIMIT).error_handler(error::form_error_handler))
-        .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
-        .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
-        .app_data(web::PayloadConfig::new(API_BODY_LIMIT))
-        .service(resource("/healthz").route(web::get().to(health::healthz)))
-        .service(resource("/readyz").route(web::get().to(health::readyz)))
-        .service(resource("/metrics").route(web::get().to(health::metrics)))
-        .service(resource("/api/packs").route(web::get().to(api::get_packs)))
-        .service(resource("/api/orders").route(web::post().to(api::post_order)))
-        .service(resource("/api/orders/{id}").route(web::get().to(api::get_order)))
-        .service(
-            resource("/webhooks/stripe")
-                .app_data(web::PayloadConfig::new(WEBHOOK_BODY_LIMIT))
-                .route(web::post().to(webhook::post_stripe_webhook)),
-        )
-        .service(
-            web::scope("/admin/api")
-                .service(resource("/orders/{id}").route(web::get().to(admin_api::get_order)))
-                .service(resource("/accounts/{email}").route(web::get().to(admin_api::get_account)))
-                .service(resource("/events").route(web::get().to(admin_api::get_events))),
-        )
-        .default_service(web::to(not_found));
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(API_BODY_LIMIT)
+            .error_handler(error::json_error_handler),
+    )
+    .app_data(
+        web::FormConfig::default()
+            .limit(API_BODY_LIMIT)
+            .error_handler(error::form_error_handler),
+    )
+    .app_data(web::QueryConfig::default().error_handler(error::query_error_handler))
+    .app_data(web::PathConfig::default().error_handler(error::path_error_handler))
+    .app_data(web::PayloadConfig::new(API_BODY_LIMIT))
+    .service(resource("/healthz").route(web::get().to(health::healthz)))
+    .service(resource("/readyz").route(web::get().to(health::readyz)))
+    .service(resource("/metrics").route(web::get().to(health::metrics)))
+    .service(resource("/api/packs").route(web::get().to(api::get_packs)))
+    .service(resource("/api/orders").route(web::post().to(api::post_order)))
+    .service(resource("/api/orders/{id}").route(web::get().to(api::get_order)))
+    .service(
+        resource("/webhooks/stripe")
+            .app_data(web::PayloadConfig::new(WEBHOOK_BODY_LIMIT))
+            .route(web::post().to(webhook::post_stripe_webhook)),
+    )
+    .service(
+        web::scope("/admin/api")
+            .service(resource("/orders/{id}").route(web::get().to(admin_api::get_order)))
+            .service(resource("/accounts/{email}").route(web::get().to(admin_api::get_account)))
+            .service(resource("/events").route(web::get().to(admin_api::get_events))),
+    )
+    .default_service(web::to(not_found));
 }
 
 /// A resource whose wrong methods answer 405 in our error shape.
@@ -67,7 +75,11 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
 pub fn payload_error(err: actix_web::Error) -> AppError {
     let status = err.as_response_error().status_code();
     if status == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
-        AppError::Client { status, code: "payload_too_large", message: "request body is too large".into() }
+        AppError::Client {
+            status,
+            code: "payload_too_large",
+            message: "request body is too large".into(),
+        }
     } else {
         AppError::bad_request("unreadable_body", "could not read the request body")
     }

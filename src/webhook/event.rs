@@ -44,12 +44,16 @@ pub struct Event {
 pub enum Meaning {
     /// Stored, but nothing to apply (unhandled type, thin event, Connect account).
     Ignored(&'static str),
-    Fact { reference: OrderRef, fact: PaymentFact },
+    Fact {
+        reference: OrderRef,
+        fact: PaymentFact,
+    },
 }
 
 impl PartialEq for OrderRef {
     fn eq(&self, other: &Self) -> bool {
-        self.metadata_order_id == other.metadata_order_id && self.payment_intent_id == other.payment_intent_id
+        self.metadata_order_id == other.metadata_order_id
+            && self.payment_intent_id == other.payment_intent_id
     }
 }
 
@@ -66,17 +70,25 @@ impl Event {
     pub fn parse(body: &[u8]) -> Result<Event, EventError> {
         let raw: Value = serde_json::from_slice(body).map_err(|_| EventError::MalformedJson)?;
         let not_event = |why: &str| EventError::NotAnEvent(why.to_owned());
-        let obj = raw.as_object().ok_or_else(|| not_event("not a JSON object"))?;
+        let obj = raw
+            .as_object()
+            .ok_or_else(|| not_event("not a JSON object"))?;
         if let Some(kind) = obj.get("object") {
             if kind.as_str() != Some("event") {
                 return Err(not_event("object is not \"event\""));
             }
         }
-        let id = obj.get("id").and_then(Value::as_str).ok_or_else(|| not_event("no string id"))?;
+        let id = obj
+            .get("id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| not_event("no string id"))?;
         if id.is_empty() || id.len() > 255 || !id.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(not_event("id is empty, too long or not printable ASCII"));
         }
-        let event_type = obj.get("type").and_then(Value::as_str).ok_or_else(|| not_event("no string type"))?;
+        let event_type = obj
+            .get("type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| not_event("no string type"))?;
         if event_type.is_empty() || event_type.len() > 255 {
             return Err(not_event("type is empty or too long"));
         }
@@ -96,12 +108,22 @@ impl Event {
             None | Some(Value::Null) | Some(Value::Object(_)) => {}
             Some(_) => return Err(not_event("data is not an object")),
         }
-        Ok(Event { id: id.to_owned(), event_type: event_type.to_owned(), api_version, livemode, account, raw })
+        Ok(Event {
+            id: id.to_owned(),
+            event_type: event_type.to_owned(),
+            api_version,
+            livemode,
+            account,
+            raw,
+        })
     }
 
     /// `data.object`, or `None` for a thin event.
     fn object(&self) -> Option<&Value> {
-        self.raw.get("data").and_then(|d| d.get("object")).filter(|o| !o.is_null())
+        self.raw
+            .get("data")
+            .and_then(|d| d.get("object"))
+            .filter(|o| !o.is_null())
     }
 
     /// What this event means for its order. A handled type with a malformed object is an
@@ -116,7 +138,10 @@ impl Event {
         let Some(object) = self.object() else {
             return Ok(Meaning::Ignored("thin event without data.object"));
         };
-        let shape = |reason: String| EventError::WrongShape { event_type: self.event_type.clone(), reason };
+        let shape = |reason: String| EventError::WrongShape {
+            event_type: self.event_type.clone(),
+            reason,
+        };
         if let Some(pi_type) = self.event_type.strip_prefix("payment_intent.") {
             let intent = IntentSnapshot::from_json(object).map_err(shape)?;
             let kind = match pi_type {
@@ -128,14 +153,32 @@ impl Event {
                 "payment_failed" => FactKind::Failed,
                 _ => FactKind::Canceled,
             };
-            let reference =
-                OrderRef { metadata_order_id: intent.metadata_order_id.clone(), payment_intent_id: Some(intent.id.clone()) };
-            return Ok(Meaning::Fact { reference, fact: PaymentFact { payment_intent_id: Some(intent.id), kind } });
+            let reference = OrderRef {
+                metadata_order_id: intent.metadata_order_id.clone(),
+                payment_intent_id: Some(intent.id.clone()),
+            };
+            return Ok(Meaning::Fact {
+                reference,
+                fact: PaymentFact {
+                    payment_intent_id: Some(intent.id),
+                    kind,
+                },
+            });
         }
-        let fields = ObjectFields::new(object, if self.event_type == "charge.refunded" { "charge" } else { "dispute" })
-            .map_err(shape)?;
+        let fields = ObjectFields::new(
+            object,
+            if self.event_type == "charge.refunded" {
+                "charge"
+            } else {
+                "dispute"
+            },
+        )
+        .map_err(shape)?;
         let payment_intent_id = fields.payment_intent().map_err(shape)?;
-        let reference = OrderRef { metadata_order_id: fields.metadata_order_id().map_err(shape)?, payment_intent_id: payment_intent_id.clone() };
+        let reference = OrderRef {
+            metadata_order_id: fields.metadata_order_id().map_err(shape)?,
+            payment_intent_id: payment_intent_id.clone(),
+        };
         let kind = if self.event_type == "charge.refunded" {
             FactKind::Refunded {
                 charge_amount: fields.int("amount").map_err(shape)?,
@@ -145,7 +188,13 @@ impl Event {
         } else {
             FactKind::Disputed
         };
-        Ok(Meaning::Fact { reference, fact: PaymentFact { payment_intent_id, kind } })
+        Ok(Meaning::Fact {
+            reference,
+            fact: PaymentFact {
+                payment_intent_id,
+                kind,
+            },
+        })
     }
 }
 
@@ -167,11 +216,18 @@ impl<'a> ObjectFields<'a> {
     }
 
     fn int(&self, name: &str) -> Result<i64, String> {
-        self.0.get(name).and_then(Value::as_i64).ok_or_else(|| format!("missing or invalid {name}"))
+        self.0
+            .get(name)
+            .and_then(Value::as_i64)
+            .ok_or_else(|| format!("missing or invalid {name}"))
     }
 
     fn string(&self, name: &str) -> Result<String, String> {
-        self.0.get(name).and_then(Value::as_str).map(str::to_owned).ok_or_else(|| format!("missing or invalid {name}"))
+        self.0
+            .get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| format!("missing or invalid {name}"))
     }
 
     /// `payment_intent` as an id or an expanded object; absent or null is allowed.
@@ -179,7 +235,11 @@ impl<'a> ObjectFields<'a> {
         match self.0.get("payment_intent") {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Object(o)) => o.get("id").and_then(Value::as_str).map(|s| Some(s.to_owned())).ok_or("payment_intent object without id".into()),
+            Some(Value::Object(o)) => o
+                .get("id")
+                .and_then(Value::as_str)
+                .map(|s| Some(s.to_owned()))
+                .ok_or("payment_intent object without id".into()),
             Some(_) => Err("payment_intent is neither an id nor an object".into()),
         }
     }
@@ -187,7 +247,9 @@ impl<'a> ObjectFields<'a> {
     fn metadata_order_id(&self) -> Result<Option<String>, String> {
         match self.0.get("metadata") {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Object(m)) => Ok(m.get("order_id").and_then(Value::as_str).map(str::to_owned)),
+            Some(Value::Object(m)) => {
+                Ok(m.get("order_id").and_then(Value::as_str).map(str::to_owned))
+            }
             Some(_) => Err("metadata is not an object".into()),
         }
     }
@@ -204,30 +266,70 @@ mod tests {
 
     #[test]
     fn non_events_are_refused() {
-        for bad in [json!([]), json!({"type": "x"}), json!({"id": "evt_1"}), json!({"id": 5, "type": "x"}),
-            json!({"id": "evt_1", "type": "x", "object": "charge"}), json!({"id": "evt_1", "type": "x", "data": []}),
-            json!({"id": "evt_1", "type": "x", "livemode": "yes"}), json!({"id": "", "type": "x"})] {
-            assert!(matches!(Event::parse(bad.to_string().as_bytes()), Err(EventError::NotAnEvent(_))), "{bad}");
+        for bad in [
+            json!([]),
+            json!({"type": "x"}),
+            json!({"id": "evt_1"}),
+            json!({"id": 5, "type": "x"}),
+            json!({"id": "evt_1", "type": "x", "object": "charge"}),
+            json!({"id": "evt_1", "type": "x", "data": []}),
+            json!({"id": "evt_1", "type": "x", "livemode": "yes"}),
+            json!({"id": "", "type": "x"}),
+        ] {
+            assert!(
+                matches!(
+                    Event::parse(bad.to_string().as_bytes()),
+                    Err(EventError::NotAnEvent(_))
+                ),
+                "{bad}"
+            );
         }
-        assert_eq!(Event::parse(b"{nope").unwrap_err(), EventError::MalformedJson);
+        assert_eq!(
+            Event::parse(b"{nope").unwrap_err(),
+            EventError::MalformedJson
+        );
     }
 
     #[test]
     fn unknown_types_thin_events_and_connect_events_are_ignored() {
-        assert!(matches!(event(json!({"id": "evt_1", "type": "brand_new.thing", "data": {"object": 5}})), Ok(Meaning::Ignored(_))));
-        assert!(matches!(event(json!({"id": "evt_1", "type": "payment_intent.succeeded"})), Ok(Meaning::Ignored(_))));
-        assert!(matches!(event(json!({"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": null}})), Ok(Meaning::Ignored(_))));
-        assert!(matches!(event(json!({"id": "evt_1", "type": "payment_intent.succeeded", "account": "acct_1",
-            "data": {"object": {"id": "pi_1"}}})), Ok(Meaning::Ignored(_))));
+        assert!(matches!(
+            event(json!({"id": "evt_1", "type": "brand_new.thing", "data": {"object": 5}})),
+            Ok(Meaning::Ignored(_))
+        ));
+        assert!(matches!(
+            event(json!({"id": "evt_1", "type": "payment_intent.succeeded"})),
+            Ok(Meaning::Ignored(_))
+        ));
+        assert!(matches!(
+            event(
+                json!({"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": null}})
+            ),
+            Ok(Meaning::Ignored(_))
+        ));
+        assert!(matches!(
+            event(
+                json!({"id": "evt_1", "type": "payment_intent.succeeded", "account": "acct_1",
+            "data": {"object": {"id": "pi_1"}}})
+            ),
+            Ok(Meaning::Ignored(_))
+        ));
     }
 
     #[test]
     fn handled_types_with_a_wrong_shape_are_errors() {
-        for obj in [json!("pi_1"), json!({"id": "pi_1"}), json!({"id": "pi_1", "object": "charge", "amount": 1, "currency": "usd", "status": "succeeded"})] {
-            let got = event(json!({"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": obj}}));
+        for obj in [
+            json!("pi_1"),
+            json!({"id": "pi_1"}),
+            json!({"id": "pi_1", "object": "charge", "amount": 1, "currency": "usd", "status": "succeeded"}),
+        ] {
+            let got = event(
+                json!({"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object": obj}}),
+            );
             assert!(matches!(got, Err(EventError::WrongShape { .. })), "{obj}");
         }
-        let got = event(json!({"id": "evt_1", "type": "charge.refunded", "data": {"object": {"id": "ch_1", "amount": 5}}}));
+        let got = event(
+            json!({"id": "evt_1", "type": "charge.refunded", "data": {"object": {"id": "ch_1", "amount": 5}}}),
+        );
         assert!(matches!(got, Err(EventError::WrongShape { .. })));
     }
 
@@ -236,24 +338,58 @@ mod tests {
         let pi = |extra: Value| {
             let mut o = json!({"id": "pi_1", "object": "payment_intent", "amount": 500, "currency": "usd", "status": "succeeded",
                 "metadata": {"order_id": "o1"}, "brand_new_field": {"x": 1}});
-            o.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            o.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
             json!({"id": "evt_1", "type": "payment_intent.succeeded", "api_version": "2099-01-01.future", "data": {"object": o}})
         };
-        let Ok(Meaning::Fact { reference, fact }) = event(pi(json!({"amount_received": 400}))) else { panic!() };
-        assert_eq!(fact.kind, FactKind::Succeeded { amount_received: 400, currency: "usd".into() });
+        let Ok(Meaning::Fact { reference, fact }) = event(pi(json!({"amount_received": 400})))
+        else {
+            panic!()
+        };
+        assert_eq!(
+            fact.kind,
+            FactKind::Succeeded {
+                amount_received: 400,
+                currency: "usd".into()
+            }
+        );
         assert_eq!(reference.metadata_order_id.as_deref(), Some("o1"));
-        let Ok(Meaning::Fact { fact, .. }) = event(pi(json!({}))) else { panic!() };
-        assert_eq!(fact.kind, FactKind::Succeeded { amount_received: 500, currency: "usd".into() });
+        let Ok(Meaning::Fact { fact, .. }) = event(pi(json!({}))) else {
+            panic!()
+        };
+        assert_eq!(
+            fact.kind,
+            FactKind::Succeeded {
+                amount_received: 500,
+                currency: "usd".into()
+            }
+        );
     }
 
     #[test]
     fn refunds_and_disputes_point_at_their_payment_intent() {
-        let Ok(Meaning::Fact { reference, fact }) = event(json!({"id": "evt_1", "type": "charge.refunded", "data": {"object":
-            {"id": "ch_1", "object": "charge", "amount": 500, "amount_refunded": 200, "currency": "usd", "payment_intent": "pi_9"}}})) else { panic!() };
+        let Ok(Meaning::Fact { reference, fact }) = event(
+            json!({"id": "evt_1", "type": "charge.refunded", "data": {"object":
+            {"id": "ch_1", "object": "charge", "amount": 500, "amount_refunded": 200, "currency": "usd", "payment_intent": "pi_9"}}}),
+        ) else {
+            panic!()
+        };
         assert_eq!(reference.payment_intent_id.as_deref(), Some("pi_9"));
-        assert_eq!(fact.kind, FactKind::Refunded { charge_amount: 500, amount_refunded: 200, currency: "usd".into() });
-        let Ok(Meaning::Fact { reference, fact }) = event(json!({"id": "evt_2", "type": "charge.dispute.created", "data": {"object":
-            {"id": "dp_1", "object": "dispute", "payment_intent": {"id": "pi_9"}, "charge": "ch_1"}}})) else { panic!() };
+        assert_eq!(
+            fact.kind,
+            FactKind::Refunded {
+                charge_amount: 500,
+                amount_refunded: 200,
+                currency: "usd".into()
+            }
+        );
+        let Ok(Meaning::Fact { reference, fact }) = event(
+            json!({"id": "evt_2", "type": "charge.dispute.created", "data": {"object":
+            {"id": "dp_1", "object": "dispute", "payment_intent": {"id": "pi_9"}, "charge": "ch_1"}}}),
+        ) else {
+            panic!()
+        };
         assert_eq!(reference.payment_intent_id.as_deref(), Some("pi_9"));
         assert_eq!(fact.kind, FactKind::Disputed);
     }

@@ -51,7 +51,11 @@ pub struct Receipt {
 }
 
 /// Verifies, parses and applies one delivery.
-pub async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Receipt, AppError> {
+pub async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Receipt, AppError> {
     let started = Instant::now();
     let result = handle_inner(state, headers, body).await;
     let outcome = match &result {
@@ -63,10 +67,16 @@ pub async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Resul
     result
 }
 
-async fn handle_inner(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Receipt, AppError> {
+async fn handle_inner(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Receipt, AppError> {
     verify(state, headers, body)?;
     let event = Event::parse(body).map_err(|e| AppError::bad_request(e.code(), e.to_string()))?;
-    let meaning = event.meaning().map_err(|e| AppError::bad_request(e.code(), e.to_string()))?;
+    let meaning = event
+        .meaning()
+        .map_err(|e| AppError::bad_request(e.code(), e.to_string()))?;
     let livemode_ok = match state.config.stripe.as_ref().and_then(|s| s.key_mode()) {
         Some(KeyMode::Live) => event.livemode,
         Some(KeyMode::Test) => !event.livemode,
@@ -75,12 +85,18 @@ async fn handle_inner(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Res
 
     let mut conn = state.db.get().await?;
     let outcome = conn
-        .transaction::<_, diesel::result::Error, _>(async |c| apply(c, &event, &meaning, livemode_ok).await)
+        .transaction::<_, diesel::result::Error, _>(async |c| {
+            apply(c, &event, &meaning, livemode_ok).await
+        })
         .await?;
     metrics::counter!("webhook_events_total", "type" => metric_type(&event.event_type), "outcome" => outcome.as_str())
         .increment(1);
     tracing::info!(event_id = %event.id, event_type = %event.event_type, outcome = outcome.as_str(), "webhook event");
-    Ok(Receipt { received: true, event_id: event.id, outcome })
+    Ok(Receipt {
+        received: true,
+        event_id: event.id,
+        outcome,
+    })
 }
 
 fn verify(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), AppError> {
@@ -91,14 +107,17 @@ fn verify(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), AppE
         (Some(value), None) => match value.to_str() {
             Ok(header) => {
                 let now = chrono::Utc::now().timestamp();
-                let tolerance = i64::try_from(state.config.webhook_tolerance.as_secs()).unwrap_or(i64::MAX);
+                let tolerance =
+                    i64::try_from(state.config.webhook_tolerance.as_secs()).unwrap_or(i64::MAX);
                 signature::verify(header, body, &state.webhook_secrets, now, tolerance).map(|_| ())
             }
             Err(_) => Err(SignatureError::Malformed("header is not visible ASCII")),
         },
     };
     result.map_err(|e| {
-        state.signature_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        state
+            .signature_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         metrics::counter!("webhook_signature_failures_total", "reason" => e.code()).increment(1);
         tracing::warn!(reason = e.code(), "webhook signature rejected");
         AppError::bad_request(e.code(), e.to_string())
@@ -106,7 +125,12 @@ fn verify(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), AppE
 }
 
 /// The transaction body: dedup, settle, record the outcome.
-async fn apply(conn: &mut AsyncPgConnection, event: &Event, meaning: &Meaning, livemode_ok: bool) -> diesel::QueryResult<Outcome> {
+async fn apply(
+    conn: &mut AsyncPgConnection,
+    event: &Event,
+    meaning: &Meaning,
+    livemode_ok: bool,
+) -> diesel::QueryResult<Outcome> {
     let new = db::events::NewEvent {
         event_id: &event.id,
         event_type: &event.event_type,
@@ -120,7 +144,13 @@ async fn apply(conn: &mut AsyncPgConnection, event: &Event, meaning: &Meaning, l
     let (outcome, order_id) = match meaning {
         Meaning::Ignored(_) => (Outcome::Ignored, None),
         Meaning::Fact { reference, .. } if !livemode_ok => {
-            let flagged = settle::flag(conn, reference, &event.id, "event livemode contradicts the configured key").await?;
+            let flagged = settle::flag(
+                conn,
+                reference,
+                &event.id,
+                "event livemode contradicts the configured key",
+            )
+            .await?;
             (Outcome::Mismatch, flagged)
         }
         Meaning::Fact { reference, fact } => {
@@ -144,5 +174,9 @@ pub fn outcome_of(settled: &Settled) -> Outcome {
 /// Metric label for an event type: handled types by name, the rest as "other", so a
 /// sender cannot grow the label set without bound.
 fn metric_type(event_type: &str) -> &'static str {
-    event::HANDLED_TYPES.iter().find(|t| **t == event_type).copied().unwrap_or("other")
+    event::HANDLED_TYPES
+        .iter()
+        .find(|t| **t == event_type)
+        .copied()
+        .unwrap_or("other")
 }

@@ -54,17 +54,26 @@ pub fn parse(header: &str) -> Result<ParsedHeader, SignatureError> {
         if element.is_empty() {
             continue;
         }
-        let (key, value) = element.split_once('=').ok_or(SignatureError::Malformed("element without '='"))?;
+        let (key, value) = element
+            .split_once('=')
+            .ok_or(SignatureError::Malformed("element without '='"))?;
         match key.trim() {
             "t" => {
                 let value = value.trim();
                 if timestamp.is_some() {
                     return Err(SignatureError::Malformed("more than one timestamp"));
                 }
-                if value.is_empty() || value.len() > 18 || !value.bytes().all(|b| b.is_ascii_digit()) {
+                if value.is_empty()
+                    || value.len() > 18
+                    || !value.bytes().all(|b| b.is_ascii_digit())
+                {
                     return Err(SignatureError::Malformed("timestamp is not a number"));
                 }
-                timestamp = Some(value.parse::<i64>().map_err(|_| SignatureError::Malformed("timestamp is not a number"))?);
+                timestamp = Some(
+                    value
+                        .parse::<i64>()
+                        .map_err(|_| SignatureError::Malformed("timestamp is not a number"))?,
+                );
             }
             "v1" => {
                 saw_v1 = true;
@@ -93,7 +102,10 @@ pub fn verify(
     let parsed = parse(header)?;
     let matches = secrets.iter().any(|secret| {
         let mac = signer(secret.expose_secret(), parsed.timestamp, body);
-        parsed.v1.iter().any(|sig| mac.clone().verify_slice(sig).is_ok())
+        parsed
+            .v1
+            .iter()
+            .any(|sig| mac.clone().verify_slice(sig).is_ok())
     });
     if !matches {
         return Err(SignatureError::Mismatch);
@@ -116,7 +128,8 @@ pub fn header(secret: &str, timestamp: i64, body: &[u8]) -> String {
 
 fn signer(secret: &str, timestamp: i64, body: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
+    let mut mac =
+        <HmacSha256 as Mac>::new_from_slice(secret.as_bytes()).unwrap_or_else(|_| unreachable!());
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);

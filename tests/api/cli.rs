@@ -8,7 +8,13 @@ use crate::helpers::TestDb;
 
 fn paidonce() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_paidonce"));
-    for var in ["DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "ADMIN_PASSWORD", "PAIDONCE_DATA_DIR"] {
+    for var in [
+        "DATABASE_URL",
+        "STRIPE_SECRET_KEY",
+        "STRIPE_WEBHOOK_SECRET",
+        "ADMIN_PASSWORD",
+        "PAIDONCE_DATA_DIR",
+    ] {
         cmd.env_remove(var);
     }
     // No .env from the developer's checkout.
@@ -20,17 +26,39 @@ fn paidonce() -> Command {
 #[tokio::test]
 async fn migrate_twice_is_a_no_op_the_second_time() {
     let db = TestDb::new().await; // already migrated from the template
-    let out = paidonce().arg("migrate").env("DATABASE_URL", &db.url).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "migrations: up to date");
+    let out = paidonce()
+        .arg("migrate")
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "migrations: up to date"
+    );
 }
 
 #[tokio::test]
 async fn reconcile_prints_its_report_and_exits_0() {
     let db = TestDb::new().await;
-    let out = paidonce().arg("reconcile").env("DATABASE_URL", &db.url).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "reconciled: checked 0, changed 0, errors 0");
+    let out = paidonce()
+        .arg("reconcile")
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "reconciled: checked 0, changed 0, errors 0"
+    );
 }
 
 #[test]
@@ -55,9 +83,16 @@ async fn serve_with_a_stripe_key_but_no_webhook_secret_refuses_to_start() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("STRIPE_WEBHOOK_SECRET"), "{err}");
-    assert!(!err.contains("sk_test_should_not_leak"), "the key must not be printed");
+    assert!(
+        !err.contains("sk_test_should_not_leak"),
+        "the key must not be printed"
+    );
 }
 
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child is handed to the caller, which waits for it"
+)]
 /// Starts `paidonce` on the embedded database, returns (child, address, stdout lines so far).
 fn start_embedded(data_dir: &std::path::Path) -> (std::process::Child, String, Vec<String>) {
     let mut child = paidonce()
@@ -74,6 +109,8 @@ fn start_embedded(data_dir: &std::path::Path) -> (std::process::Child, String, V
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap() == 0 || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
             panic!("paidonce exited or hung before listening: {lines:?}");
         }
         let line = line.trim().to_owned();
@@ -87,18 +124,26 @@ fn start_embedded(data_dir: &std::path::Path) -> (std::process::Child, String, V
 }
 
 fn stop(child: &mut std::process::Child) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
     let status = child.wait().unwrap();
     assert!(status.success(), "graceful stop exits 0, got {status}");
 }
 
 #[tokio::test]
 async fn the_embedded_database_starts_restarts_and_keeps_its_data() {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("embedded-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("embedded-{}", uuid::Uuid::new_v4().simple()));
     let client = reqwest::Client::new();
 
     let (mut child, addr, lines) = start_embedded(&dir);
-    assert!(lines.iter().any(|l| l.starts_with("admin password: ")), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("admin password: ")),
+        "{lines:?}"
+    );
     let order: serde_json::Value = client
         .post(format!("{addr}/api/orders"))
         .json(&serde_json::json!({"email": "embedded@example.com", "pack_id": "starter"}))
@@ -110,12 +155,19 @@ async fn the_embedded_database_starts_restarts_and_keeps_its_data() {
         .unwrap();
     let id = order["id"].as_str().unwrap().to_owned();
     stop(&mut child);
-    assert!(!dir.join("postgres/postmaster.pid").exists(), "the embedded server stopped with us");
+    assert!(
+        !dir.join("postgres/postmaster.pid").exists(),
+        "the embedded server stopped with us"
+    );
 
     // A crash leaves a stale postmaster.pid behind; the next start must cope.
     std::fs::write(dir.join("postgres/postmaster.pid"), "999999\n").unwrap();
     let (mut child, addr, _) = start_embedded(&dir);
-    let res = client.get(format!("{addr}/api/orders/{id}")).send().await.unwrap();
+    let res = client
+        .get(format!("{addr}/api/orders/{id}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200, "the data survived the restart");
     stop(&mut child);
     let _ = std::fs::remove_dir_all(&dir);

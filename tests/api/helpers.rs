@@ -27,7 +27,10 @@ static TEMPLATE_READY: OnceCell<()> = OnceCell::const_new();
 fn server_url(db: &str) -> String {
     let base = SERVER.get_or_init(|| {
         if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
-            return url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(url);
+            return url
+                .rsplit_once('/')
+                .map(|(b, _)| b.to_owned())
+                .unwrap_or(url);
         }
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("paidonce-test-pg");
         let options = Options {
@@ -50,7 +53,9 @@ fn server_url(db: &str) -> String {
         unsafe {
             libc::atexit(stop_at_exit);
         }
-        url.rsplit_once('/').map(|(b, _)| b.to_owned()).unwrap_or(url)
+        url.rsplit_once('/')
+            .map(|(b, _)| b.to_owned())
+            .unwrap_or(url)
     });
     // The embedded URL carries the socket as percent-encoded host, so the db is the last segment.
     format!("{base}/{db}")
@@ -58,7 +63,9 @@ fn server_url(db: &str) -> String {
 
 pub async fn admin_conn() -> AsyncPgConnection {
     let url = server_url("postgres");
-    AsyncPgConnection::establish(&url).await.expect("connecting to the test server")
+    AsyncPgConnection::establish(&url)
+        .await
+        .expect("connecting to the test server")
 }
 
 async fn ensure_template() {
@@ -66,17 +73,27 @@ async fn ensure_template() {
         .get_or_init(|| async {
             let mut conn = admin_conn().await;
             // Several test processes (nextest) may race here.
-            conn.batch_execute("SELECT pg_advisory_lock(7283001)").await.expect("lock");
-            let exists = diesel::sql_query(format!("SELECT 1 FROM pg_database WHERE datname = '{TEMPLATE}'"))
-                .execute(&mut conn)
+            conn.batch_execute("SELECT pg_advisory_lock(7283001)")
                 .await
-                .expect("probe template")
+                .expect("lock");
+            let exists = diesel::sql_query(format!(
+                "SELECT 1 FROM pg_database WHERE datname = '{TEMPLATE}'"
+            ))
+            .execute(&mut conn)
+            .await
+            .expect("probe template")
                 == 1;
             if !exists {
-                conn.batch_execute(&format!("CREATE DATABASE {TEMPLATE}")).await.expect("create template");
+                conn.batch_execute(&format!("CREATE DATABASE {TEMPLATE}"))
+                    .await
+                    .expect("create template");
             }
-            paidonce::db::run_migrations(&server_url(TEMPLATE)).await.expect("migrating the template");
-            conn.batch_execute("SELECT pg_advisory_unlock(7283001)").await.expect("unlock");
+            paidonce::db::run_migrations(&server_url(TEMPLATE))
+                .await
+                .expect("migrating the template");
+            conn.batch_execute("SELECT pg_advisory_unlock(7283001)")
+                .await
+                .expect("unlock");
         })
         .await;
 }
@@ -94,7 +111,10 @@ impl TestDb {
         let mut conn = admin_conn().await;
         let mut tries = 0;
         loop {
-            match conn.batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}")).await {
+            match conn
+                .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+                .await
+            {
                 Ok(()) => break,
                 // The template is briefly busy while another process migrates or clones it.
                 Err(e) if tries < 50 && e.to_string().contains("being accessed by other users") => {
@@ -104,11 +124,16 @@ impl TestDb {
                 Err(e) => panic!("creating test database: {e}"),
             }
         }
-        TestDb { url: server_url(&name), name }
+        TestDb {
+            url: server_url(&name),
+            name,
+        }
     }
 
     pub async fn conn(&self) -> AsyncPgConnection {
-        AsyncPgConnection::establish(&self.url).await.expect("connecting to the test database")
+        AsyncPgConnection::establish(&self.url)
+            .await
+            .expect("connecting to the test database")
     }
 }
 
@@ -117,10 +142,17 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // Drop runs inside the test's runtime; do the async work on a thread of its own.
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
             rt.block_on(async {
                 if let Ok(mut conn) = AsyncPgConnection::establish(&server_url("postgres")).await {
-                    let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
+                    let _ = conn
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await;
                 }
             });
         })
@@ -167,17 +199,32 @@ pub async fn spawn_app_on(db: std::sync::Arc<TestDb>, overrides: &[(&str, &str)]
     if std::env::var("TEST_LOG").is_ok() {
         paidonce::telemetry::init_logging("info", false);
     }
-    let app = Application::build(test_config(&db.url, overrides)).await.expect("building the app");
+    let app = Application::build(test_config(&db.url, overrides))
+        .await
+        .expect("building the app");
     let address = format!("http://{}", app.local_addr());
     let state = app.state();
     tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    TestApp { address, client, db, state }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    TestApp {
+        address,
+        client,
+        db,
+        state,
+    }
 }
 
 impl TestApp {
     pub async fn post_order(&self, body: &Value) -> reqwest::Response {
-        self.client.post(format!("{}/api/orders", self.address)).json(body).send().await.expect("post order")
+        self.client
+            .post(format!("{}/api/orders", self.address))
+            .json(body)
+            .send()
+            .await
+            .expect("post order")
     }
 
     pub async fn post_order_with_key(&self, body: &Value, key: &str) -> reqwest::Response {
@@ -192,13 +239,19 @@ impl TestApp {
 
     /// Creates an order and returns its 201 body.
     pub async fn create_order(&self, email: &str, pack: &str) -> Value {
-        let res = self.post_order(&json!({"email": email, "pack_id": pack})).await;
+        let res = self
+            .post_order(&json!({"email": email, "pack_id": pack}))
+            .await;
         assert_eq!(res.status(), 201);
         res.json().await.expect("order json")
     }
 
     pub async fn get_order(&self, id: &str) -> reqwest::Response {
-        self.client.get(format!("{}/api/orders/{id}", self.address)).send().await.expect("get order")
+        self.client
+            .get(format!("{}/api/orders/{id}", self.address))
+            .send()
+            .await
+            .expect("get order")
     }
 
     pub async fn order_status(&self, id: &str) -> String {
@@ -214,7 +267,10 @@ impl TestApp {
     }
 
     pub async fn post_webhook_raw(&self, body: Vec<u8>, header: Option<&str>) -> reqwest::Response {
-        let mut req = self.client.post(format!("{}/webhooks/stripe", self.address)).header("Content-Type", "application/json");
+        let mut req = self
+            .client
+            .post(format!("{}/webhooks/stripe", self.address))
+            .header("Content-Type", "application/json");
         if let Some(h) = header {
             req = req.header("Stripe-Signature", h);
         }
@@ -226,7 +282,10 @@ impl TestApp {
         let res = self.post_webhook(event).await;
         let status = res.status().as_u16();
         let body: Value = res.json().await.unwrap_or_default();
-        (status, body["outcome"].as_str().unwrap_or_default().to_owned())
+        (
+            status,
+            body["outcome"].as_str().unwrap_or_default().to_owned(),
+        )
     }
 
     pub async fn admin_get(&self, path: &str) -> reqwest::Response {
@@ -239,7 +298,9 @@ impl TestApp {
     }
 
     pub async fn balance(&self, email: &str) -> i64 {
-        let res = self.admin_get(&format!("/admin/api/accounts/{email}")).await;
+        let res = self
+            .admin_get(&format!("/admin/api/accounts/{email}"))
+            .await;
         if res.status() == 404 {
             return 0;
         }
@@ -286,15 +347,34 @@ pub async fn assert_money_invariant(db: &TestDb) {
     .await
     .expect("money query");
     for o in rows {
-        let was_paid = ["paid", "partially_refunded", "refunded", "disputed"].contains(&o.status.as_str());
+        let was_paid =
+            ["paid", "partially_refunded", "refunded", "disputed"].contains(&o.status.as_str());
         if was_paid {
-            assert_eq!((o.grant_rows, o.grants), (1, o.credits), "order {} ({}) must have exactly one grant", o.id, o.status);
-            let expected = paidonce::domain::order::revoked_credits(o.credits, o.amount, o.amount_refunded);
+            assert_eq!(
+                (o.grant_rows, o.grants),
+                (1, o.credits),
+                "order {} ({}) must have exactly one grant",
+                o.id,
+                o.status
+            );
+            let expected =
+                paidonce::domain::order::revoked_credits(o.credits, o.amount, o.amount_refunded);
             assert_eq!(o.revoked, expected, "order {} revoked credits", o.id);
         } else if o.status != "needs_review" {
-            assert_eq!((o.grant_rows, o.revoked), (0, 0), "order {} ({}) never paid: no ledger rows", o.id, o.status);
+            assert_eq!(
+                (o.grant_rows, o.revoked),
+                (0, 0),
+                "order {} ({}) never paid: no ledger rows",
+                o.id,
+                o.status
+            );
         } else {
-            assert!(o.grant_rows <= 1, "order {} has {} grants", o.id, o.grant_rows);
+            assert!(
+                o.grant_rows <= 1,
+                "order {} has {} grants",
+                o.id,
+                o.grant_rows
+            );
         }
     }
     // Every account's balance is the sum of its ledger rows (and never double-counts).
@@ -315,7 +395,13 @@ pub async fn assert_money_invariant(db: &TestDb) {
 }
 
 /// A `payment_intent.*` event as Stripe sends it (API version, extra fields and all).
-pub fn pi_event(event_id: &str, event_type: &str, order: &Value, status: &str, amount_received: i64) -> Value {
+pub fn pi_event(
+    event_id: &str,
+    event_type: &str,
+    order: &Value,
+    status: &str,
+    amount_received: i64,
+) -> Value {
     json!({
         "id": event_id,
         "object": "event",
@@ -344,11 +430,23 @@ pub fn pi_event(event_id: &str, event_type: &str, order: &Value, status: &str, a
 }
 
 pub fn succeeded(event_id: &str, order: &Value) -> Value {
-    pi_event(event_id, "payment_intent.succeeded", order, "succeeded", order["amount"].as_i64().unwrap_or_default())
+    pi_event(
+        event_id,
+        "payment_intent.succeeded",
+        order,
+        "succeeded",
+        order["amount"].as_i64().unwrap_or_default(),
+    )
 }
 
 pub fn failed(event_id: &str, order: &Value) -> Value {
-    pi_event(event_id, "payment_intent.payment_failed", order, "requires_payment_method", 0)
+    pi_event(
+        event_id,
+        "payment_intent.payment_failed",
+        order,
+        "requires_payment_method",
+        0,
+    )
 }
 
 pub fn refunded(event_id: &str, order: &Value, amount_refunded: i64) -> Value {

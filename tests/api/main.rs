@@ -1,3 +1,10 @@
+//! One integration test binary (one link step on a 2-core machine).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests fail loudly by design"
+)]
+
 mod cli;
 mod concurrency;
 mod helpers;

@@ -28,8 +28,15 @@ struct CreateResponder {
 
 impl Respond for CreateResponder {
     fn respond(&self, req: &Request) -> ResponseTemplate {
-        let form: HashMap<String, String> = url::form_urlencoded::parse(&req.body).into_owned().collect();
-        let key = req.headers.get("idempotency-key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let form: HashMap<String, String> = url::form_urlencoded::parse(&req.body)
+            .into_owned()
+            .collect();
+        let key = req
+            .headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
         let mut intents = self.intents.lock().unwrap();
         let id = match intents.by_key.get(&key) {
             Some(id) if !key.is_empty() => id.clone(),
@@ -49,7 +56,9 @@ impl Respond for CreateResponder {
                 id
             }
         };
-        ResponseTemplate::new(200).set_body_json(intents.objects[&id].clone()).set_delay(self.delay)
+        ResponseTemplate::new(200)
+            .set_body_json(intents.objects[&id].clone())
+            .set_delay(self.delay)
     }
 }
 
@@ -70,7 +79,9 @@ impl Respond for RetrieveResponder {
 }
 
 pub fn stripe_error(status: u16) -> ResponseTemplate {
-    ResponseTemplate::new(status).set_body_json(json!({"error": {"type": "api_error", "message": format!("double says {status}")}}))
+    ResponseTemplate::new(status).set_body_json(
+        json!({"error": {"type": "api_error", "message": format!("double says {status}")}}),
+    )
 }
 
 impl StripeDouble {
@@ -89,12 +100,17 @@ impl StripeDouble {
         let intents = Arc::new(Mutex::new(Intents::default()));
         Mock::given(method("POST"))
             .and(path("/v1/payment_intents"))
-            .respond_with(CreateResponder { intents: intents.clone(), delay })
+            .respond_with(CreateResponder {
+                intents: intents.clone(),
+                delay,
+            })
             .mount(&server)
             .await;
         Mock::given(method("GET"))
             .and(path_regex(r"^/v1/payment_intents/[A-Za-z0-9_]+$"))
-            .respond_with(RetrieveResponder { intents: intents.clone() })
+            .respond_with(RetrieveResponder {
+                intents: intents.clone(),
+            })
             .mount(&server)
             .await;
         StripeDouble { server, intents }
@@ -102,7 +118,10 @@ impl StripeDouble {
 
     /// Env overrides pointing the app at this double.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![("STRIPE_SECRET_KEY", "sk_test_double".into()), ("STRIPE_API_BASE", self.server.uri())]
+        vec![
+            ("STRIPE_SECRET_KEY", "sk_test_double".into()),
+            ("STRIPE_API_BASE", self.server.uri()),
+        ]
     }
 
     /// Sets what a retrieve of `pi` answers (status, and amount_received for success).

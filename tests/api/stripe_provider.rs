@@ -11,7 +11,12 @@ use crate::stripe_double::{StripeDouble, as_pairs, stripe_error};
 
 async fn double_failing_first(status: u16, times: u64) -> StripeDouble {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).and(path("/v1/payment_intents")).respond_with(stripe_error(status)).up_to_n_times(times).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path("/v1/payment_intents"))
+        .respond_with(stripe_error(status))
+        .up_to_n_times(times)
+        .mount(&server)
+        .await;
     StripeDouble::on(server, Duration::ZERO).await
 }
 
@@ -22,14 +27,25 @@ async fn the_intent_is_created_with_amount_currency_metadata_and_the_order_key()
     let order = app.create_order(&unique_email(), "pro").await;
     let creates = stripe.requests("POST", "/v1/payment_intents").await;
     assert_eq!(creates.len(), 1);
-    let form: std::collections::HashMap<String, String> = url::form_urlencoded::parse(&creates[0].body).into_owned().collect();
+    let form: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(&creates[0].body)
+            .into_owned()
+            .collect();
     assert_eq!(form["amount"], "5000");
     assert_eq!(form["currency"], "usd");
     assert_eq!(form["metadata[order_id]"], order["id"].as_str().unwrap());
     assert_eq!(form["automatic_payment_methods[enabled]"], "true");
-    assert_eq!(creates[0].headers["idempotency-key"], format!("paidonce-order-{}", order["id"].as_str().unwrap()).as_str());
+    assert_eq!(
+        creates[0].headers["idempotency-key"],
+        format!("paidonce-order-{}", order["id"].as_str().unwrap()).as_str()
+    );
     assert_eq!(creates[0].headers["authorization"], "Bearer sk_test_double");
-    assert!(order["payment_intent_id"].as_str().unwrap().starts_with("pi_double_"));
+    assert!(
+        order["payment_intent_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("pi_double_")
+    );
 }
 
 #[tokio::test]
@@ -39,7 +55,10 @@ async fn two_500s_then_success_make_one_intent_with_one_key() {
     app.create_order(&unique_email(), "starter").await;
     let creates = stripe.requests("POST", "/v1/payment_intents").await;
     assert_eq!(creates.len(), 3);
-    let keys: std::collections::HashSet<_> = creates.iter().map(|r| r.headers["idempotency-key"].to_str().unwrap().to_owned()).collect();
+    let keys: std::collections::HashSet<_> = creates
+        .iter()
+        .map(|r| r.headers["idempotency-key"].to_str().unwrap().to_owned())
+        .collect();
     assert_eq!(keys.len(), 1);
     assert_eq!(stripe.intents.lock().unwrap().objects.len(), 1);
 }
@@ -49,34 +68,56 @@ async fn a_429_is_retried() {
     let stripe = double_failing_first(429, 1).await;
     let app = spawn_app_with(&as_pairs(&stripe.env())).await;
     app.create_order(&unique_email(), "starter").await;
-    assert_eq!(stripe.requests("POST", "/v1/payment_intents").await.len(), 2);
+    assert_eq!(
+        stripe.requests("POST", "/v1/payment_intents").await.len(),
+        2
+    );
 }
 
 #[tokio::test]
 async fn a_4xx_is_not_retried_and_answers_502() {
     let stripe = double_failing_first(400, 10).await;
     let app = spawn_app_with(&as_pairs(&stripe.env())).await;
-    let res = app.post_order(&json!({"email": unique_email(), "pack_id": "starter"})).await;
+    let res = app
+        .post_order(&json!({"email": unique_email(), "pack_id": "starter"}))
+        .await;
     assert_eq!(res.status(), 502);
-    assert_eq!(stripe.requests("POST", "/v1/payment_intents").await.len(), 1);
+    assert_eq!(
+        stripe.requests("POST", "/v1/payment_intents").await.len(),
+        1
+    );
 }
 
 #[tokio::test]
 async fn stripe_down_is_502_and_leaves_nothing_payable() {
     // A port nobody listens on.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let app = spawn_app_with(&[("STRIPE_SECRET_KEY", "sk_test_x"), ("STRIPE_API_BASE", &format!("http://{closed}"))]).await;
-    let res = app.post_order(&json!({"email": unique_email(), "pack_id": "starter"})).await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let app = spawn_app_with(&[
+        ("STRIPE_SECRET_KEY", "sk_test_x"),
+        ("STRIPE_API_BASE", &format!("http://{closed}")),
+    ])
+    .await;
+    let res = app
+        .post_order(&json!({"email": unique_email(), "pack_id": "starter"}))
+        .await;
     assert_eq!(res.status(), 502);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "provider_unavailable");
     let mut conn = app.db.conn().await;
     use diesel_async::RunQueryDsl;
-    let payable = diesel::sql_query("SELECT 1 FROM orders WHERE payment_intent_id IS NOT NULL OR client_secret IS NOT NULL")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(payable, 0, "no order with an intent a shopper could confirm");
+    let payable = diesel::sql_query(
+        "SELECT 1 FROM orders WHERE payment_intent_id IS NOT NULL OR client_secret IS NOT NULL",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(
+        payable, 0,
+        "no order with an intent a shopper could confirm"
+    );
 }
 
 #[tokio::test]
@@ -90,7 +131,11 @@ async fn a_lean_or_newer_payment_intent_shape_is_accepted() {
         })))
         .mount(&server)
         .await;
-    let app = spawn_app_with(&[("STRIPE_SECRET_KEY", "sk_test_x"), ("STRIPE_API_BASE", &server.uri())]).await;
+    let app = spawn_app_with(&[
+        ("STRIPE_SECRET_KEY", "sk_test_x"),
+        ("STRIPE_API_BASE", &server.uri()),
+    ])
+    .await;
     let order = app.create_order(&unique_email(), "starter").await;
     assert_eq!(order["payment_intent_id"], "pi_lean");
 }
@@ -105,8 +150,14 @@ async fn an_intent_for_the_wrong_amount_is_refused() {
         })))
         .mount(&server)
         .await;
-    let app = spawn_app_with(&[("STRIPE_SECRET_KEY", "sk_test_x"), ("STRIPE_API_BASE", &server.uri())]).await;
-    let res = app.post_order(&json!({"email": unique_email(), "pack_id": "starter"})).await;
+    let app = spawn_app_with(&[
+        ("STRIPE_SECRET_KEY", "sk_test_x"),
+        ("STRIPE_API_BASE", &server.uri()),
+    ])
+    .await;
+    let res = app
+        .post_order(&json!({"email": unique_email(), "pack_id": "starter"}))
+        .await;
     assert_eq!(res.status(), 502);
 }
 
@@ -118,5 +169,8 @@ async fn livemode_contradicting_the_key_is_a_mismatch() {
     let mut event = succeeded(&new_event_id(), &order);
     event["livemode"] = json!(true);
     assert_eq!(app.deliver(&event).await, (200, "mismatch".into()));
-    assert_eq!(app.order_status(order["id"].as_str().unwrap()).await, "needs_review");
+    assert_eq!(
+        app.order_status(order["id"].as_str().unwrap()).await,
+        "needs_review"
+    );
 }

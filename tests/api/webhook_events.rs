@@ -13,8 +13,16 @@ async fn success_pays_the_order_once_and_a_redelivery_is_a_duplicate() {
     assert_eq!(app.deliver(&event).await, (200, "applied".into()));
     assert_eq!(app.deliver(&event).await, (200, "duplicate".into()));
     // The same fact under a new event id (Stripe resending) changes nothing either.
-    assert_eq!(app.deliver(&succeeded(&new_event_id(), &order)).await, (200, "noop".into()));
-    let o: Value = app.get_order(order["id"].as_str().unwrap()).await.json().await.unwrap();
+    assert_eq!(
+        app.deliver(&succeeded(&new_event_id(), &order)).await,
+        (200, "noop".into())
+    );
+    let o: Value = app
+        .get_order(order["id"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(o["status"], "paid");
     assert!(o["paid_at"].is_string());
     assert_eq!(app.balance(&email).await, 100);
@@ -26,8 +34,16 @@ async fn the_receipt_has_the_spec_shape() {
     let app = spawn_app().await;
     let order = app.create_order(&unique_email(), "starter").await;
     let id = new_event_id();
-    let body: Value = app.post_webhook(&succeeded(&id, &order)).await.json().await.unwrap();
-    assert_eq!(body, json!({"received": true, "event_id": id, "outcome": "applied"}));
+    let body: Value = app
+        .post_webhook(&succeeded(&id, &order))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body,
+        json!({"received": true, "event_id": id, "outcome": "applied"})
+    );
 }
 
 #[tokio::test]
@@ -40,18 +56,39 @@ async fn unknown_types_thin_events_connect_events_and_unknown_orders_answer_200(
     let mut unknown = succeeded(&new_event_id(), &stranger);
     unknown["data"]["object"]["metadata"] = json!({});
     let cases = [
-        (json!({"id": new_event_id(), "type": "brand_new.thing_happened", "data": {"object": {"x": 1}}}), "ignored"),
-        (json!({"id": new_event_id(), "object": "event", "type": "payment_intent.succeeded", "data": {}}), "ignored"),
-        (json!({"id": new_event_id(), "type": "payment_intent.succeeded", "related_object": {"id": "pi_1"}}), "ignored"),
+        (
+            json!({"id": new_event_id(), "type": "brand_new.thing_happened", "data": {"object": {"x": 1}}}),
+            "ignored",
+        ),
+        (
+            json!({"id": new_event_id(), "object": "event", "type": "payment_intent.succeeded", "data": {}}),
+            "ignored",
+        ),
+        (
+            json!({"id": new_event_id(), "type": "payment_intent.succeeded", "related_object": {"id": "pi_1"}}),
+            "ignored",
+        ),
         (connect, "ignored"),
         (unknown, "unknown_order"),
     ];
     for (event, outcome) in cases {
-        assert_eq!(app.deliver(&event).await, (200, outcome.to_owned()), "{event}");
+        assert_eq!(
+            app.deliver(&event).await,
+            (200, outcome.to_owned()),
+            "{event}"
+        );
     }
-    assert_eq!(app.order_status(order["id"].as_str().unwrap()).await, "pending");
+    assert_eq!(
+        app.order_status(order["id"].as_str().unwrap()).await,
+        "pending"
+    );
     // Every verified event is stored once, with its outcome.
-    let events: Vec<Value> = app.admin_get("/admin/api/events").await.json().await.unwrap();
+    let events: Vec<Value> = app
+        .admin_get("/admin/api/events")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(events.len(), 5);
     assert!(events.iter().all(|e| e["outcome"].is_string()));
 }
@@ -83,18 +120,42 @@ async fn malformed_events_are_400_and_not_stored() {
         (b"[1,2]".to_vec(), "not an object"),
         (br#"{"type":"payment_intent.succeeded"}"#.to_vec(), "no id"),
         (br#"{"id":"evt_1"}"#.to_vec(), "no type"),
-        (serde_json::to_vec(&wrong_shape).unwrap(), "amount is a string"),
-        (serde_json::to_vec(&not_object).unwrap(), "object is a string"),
-        (serde_json::to_vec(&bad_refund).unwrap(), "refund without amount_refunded"),
+        (
+            serde_json::to_vec(&wrong_shape).unwrap(),
+            "amount is a string",
+        ),
+        (
+            serde_json::to_vec(&not_object).unwrap(),
+            "object is a string",
+        ),
+        (
+            serde_json::to_vec(&bad_refund).unwrap(),
+            "refund without amount_refunded",
+        ),
     ] {
-        let header = paidonce::webhook::signature::header(WEBHOOK_SECRET, chrono::Utc::now().timestamp(), &body);
+        let header = paidonce::webhook::signature::header(
+            WEBHOOK_SECRET,
+            chrono::Utc::now().timestamp(),
+            &body,
+        );
         let res = app.post_webhook_raw(body, Some(&header)).await;
         assert_eq!(res.status(), 400, "{why}");
-        assert!(res.json::<Value>().await.unwrap()["error"]["code"].is_string(), "{why}");
+        assert!(
+            res.json::<Value>().await.unwrap()["error"]["code"].is_string(),
+            "{why}"
+        );
     }
-    let events: Vec<Value> = app.admin_get("/admin/api/events").await.json().await.unwrap();
+    let events: Vec<Value> = app
+        .admin_get("/admin/api/events")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(events.is_empty());
-    assert_eq!(app.order_status(order["id"].as_str().unwrap()).await, "pending");
+    assert_eq!(
+        app.order_status(order["id"].as_str().unwrap()).await,
+        "pending"
+    );
 }
 
 #[tokio::test]
@@ -109,8 +170,16 @@ async fn amount_or_currency_contradictions_send_the_order_to_review_without_cred
             "currency" => event["data"]["object"]["currency"] = json!("eur"),
             _ => event["data"]["object"]["id"] = json!("pi_someone_else"),
         }
-        assert_eq!(app.deliver(&event).await, (200, "mismatch".into()), "{tweak}");
-        assert_eq!(app.order_status(order["id"].as_str().unwrap()).await, "needs_review", "{tweak}");
+        assert_eq!(
+            app.deliver(&event).await,
+            (200, "mismatch".into()),
+            "{tweak}"
+        );
+        assert_eq!(
+            app.order_status(order["id"].as_str().unwrap()).await,
+            "needs_review",
+            "{tweak}"
+        );
     }
     assert_eq!(app.balance(&email).await, 0);
     app.assert_money_invariant().await;
@@ -130,7 +199,10 @@ async fn amount_is_used_when_amount_received_is_absent() {
     let app = spawn_app().await;
     let order = app.create_order(&unique_email(), "starter").await;
     let mut event = succeeded(&new_event_id(), &order);
-    event["data"]["object"].as_object_mut().unwrap().remove("amount_received");
+    event["data"]["object"]
+        .as_object_mut()
+        .unwrap()
+        .remove("amount_received");
     assert_eq!(app.deliver(&event).await, (200, "applied".into()));
 }
 
@@ -139,11 +211,28 @@ async fn a_failure_then_a_success_pays() {
     let app = spawn_app().await;
     let order = app.create_order(&unique_email(), "starter").await;
     let id = order["id"].as_str().unwrap();
-    assert_eq!(app.deliver(&failed(&new_event_id(), &order)).await.1, "applied");
+    assert_eq!(
+        app.deliver(&failed(&new_event_id(), &order)).await.1,
+        "applied"
+    );
     assert_eq!(app.order_status(id).await, "failed");
-    assert_eq!(app.deliver(&pi_event(&new_event_id(), "payment_intent.processing", &order, "processing", 0)).await.1, "applied");
+    assert_eq!(
+        app.deliver(&pi_event(
+            &new_event_id(),
+            "payment_intent.processing",
+            &order,
+            "processing",
+            0
+        ))
+        .await
+        .1,
+        "applied"
+    );
     assert_eq!(app.order_status(id).await, "processing");
-    assert_eq!(app.deliver(&succeeded(&new_event_id(), &order)).await.1, "applied");
+    assert_eq!(
+        app.deliver(&succeeded(&new_event_id(), &order)).await.1,
+        "applied"
+    );
     assert_eq!(app.order_status(id).await, "paid");
     app.assert_money_invariant().await;
 }
@@ -153,11 +242,26 @@ async fn stale_failures_and_cancellations_after_a_success_change_nothing() {
     let app = spawn_app().await;
     let email = unique_email();
     let order = app.create_order(&email, "starter").await;
-    assert_eq!(app.deliver(&succeeded(&new_event_id(), &order)).await.1, "applied");
-    assert_eq!(app.deliver(&failed(&new_event_id(), &order)).await.1, "noop");
-    let cancel = pi_event(&new_event_id(), "payment_intent.canceled", &order, "canceled", 0);
+    assert_eq!(
+        app.deliver(&succeeded(&new_event_id(), &order)).await.1,
+        "applied"
+    );
+    assert_eq!(
+        app.deliver(&failed(&new_event_id(), &order)).await.1,
+        "noop"
+    );
+    let cancel = pi_event(
+        &new_event_id(),
+        "payment_intent.canceled",
+        &order,
+        "canceled",
+        0,
+    );
     assert_eq!(app.deliver(&cancel).await.1, "noop");
-    assert_eq!(app.order_status(order["id"].as_str().unwrap()).await, "paid");
+    assert_eq!(
+        app.order_status(order["id"].as_str().unwrap()).await,
+        "paid"
+    );
     assert_eq!(app.balance(&email).await, 100);
 }
 
@@ -166,10 +270,22 @@ async fn a_success_after_a_local_cancel_goes_to_review() {
     let app = spawn_app().await;
     let email = unique_email();
     let order = app.create_order(&email, "starter").await;
-    let cancel = pi_event(&new_event_id(), "payment_intent.canceled", &order, "canceled", 0);
+    let cancel = pi_event(
+        &new_event_id(),
+        "payment_intent.canceled",
+        &order,
+        "canceled",
+        0,
+    );
     assert_eq!(app.deliver(&cancel).await.1, "applied");
-    assert_eq!(app.deliver(&succeeded(&new_event_id(), &order)).await.1, "mismatch");
-    assert_eq!(app.order_status(order["id"].as_str().unwrap()).await, "needs_review");
+    assert_eq!(
+        app.deliver(&succeeded(&new_event_id(), &order)).await.1,
+        "mismatch"
+    );
+    assert_eq!(
+        app.order_status(order["id"].as_str().unwrap()).await,
+        "needs_review"
+    );
     assert_eq!(app.balance(&email).await, 0);
 }
 
@@ -183,14 +299,30 @@ async fn partial_then_full_refunds_each_delivered_twice_revoke_exactly_once() {
     let partial = refunded(&new_event_id(), &order, 1000);
     assert_eq!(app.deliver(&partial).await.1, "applied");
     assert_eq!(app.deliver(&partial).await.1, "duplicate");
-    assert_eq!(app.deliver(&refunded(&new_event_id(), &order, 1000)).await.1, "noop", "same total, new event id");
+    assert_eq!(
+        app.deliver(&refunded(&new_event_id(), &order, 1000))
+            .await
+            .1,
+        "noop",
+        "same total, new event id"
+    );
     assert_eq!(app.order_status(id).await, "partially_refunded");
     assert_eq!(app.balance(&email).await, 550 - 220);
     let full = refunded(&new_event_id(), &order, 2500);
     assert_eq!(app.deliver(&full).await.1, "applied");
     assert_eq!(app.deliver(&full).await.1, "duplicate");
-    assert_eq!(app.deliver(&partial).await.1, "duplicate", "a late partial changes nothing");
-    assert_eq!(app.deliver(&refunded(&new_event_id(), &order, 1000)).await.1, "noop", "a stale lower total changes nothing");
+    assert_eq!(
+        app.deliver(&partial).await.1,
+        "duplicate",
+        "a late partial changes nothing"
+    );
+    assert_eq!(
+        app.deliver(&refunded(&new_event_id(), &order, 1000))
+            .await
+            .1,
+        "noop",
+        "a stale lower total changes nothing"
+    );
     assert_eq!(app.order_status(id).await, "refunded");
     assert_eq!(app.balance(&email).await, 0);
     app.assert_money_invariant().await;
@@ -201,10 +333,22 @@ async fn a_refund_seen_before_the_success_takes_effect_when_it_arrives() {
     let app = spawn_app().await;
     let email = unique_email();
     let order = app.create_order(&email, "starter").await;
-    assert_eq!(app.deliver(&refunded(&new_event_id(), &order, 250)).await.1, "applied");
-    assert_eq!(app.order_status(order["id"].as_str().unwrap()).await, "pending");
-    assert_eq!(app.deliver(&succeeded(&new_event_id(), &order)).await.1, "applied");
-    assert_eq!(app.order_status(order["id"].as_str().unwrap()).await, "partially_refunded");
+    assert_eq!(
+        app.deliver(&refunded(&new_event_id(), &order, 250)).await.1,
+        "applied"
+    );
+    assert_eq!(
+        app.order_status(order["id"].as_str().unwrap()).await,
+        "pending"
+    );
+    assert_eq!(
+        app.deliver(&succeeded(&new_event_id(), &order)).await.1,
+        "applied"
+    );
+    assert_eq!(
+        app.order_status(order["id"].as_str().unwrap()).await,
+        "partially_refunded"
+    );
     assert_eq!(app.balance(&email).await, 50);
     app.assert_money_invariant().await;
 }
@@ -216,10 +360,16 @@ async fn disputes_keep_credits_and_a_later_refund_moves_on() {
     let order = app.create_order(&email, "starter").await;
     let id = order["id"].as_str().unwrap();
     app.deliver(&succeeded(&new_event_id(), &order)).await;
-    assert_eq!(app.deliver(&disputed(&new_event_id(), &order)).await.1, "applied");
+    assert_eq!(
+        app.deliver(&disputed(&new_event_id(), &order)).await.1,
+        "applied"
+    );
     assert_eq!(app.order_status(id).await, "disputed");
     assert_eq!(app.balance(&email).await, 100);
-    assert_eq!(app.deliver(&refunded(&new_event_id(), &order, 500)).await.1, "applied");
+    assert_eq!(
+        app.deliver(&refunded(&new_event_id(), &order, 500)).await.1,
+        "applied"
+    );
     assert_eq!(app.order_status(id).await, "refunded");
     assert_eq!(app.balance(&email).await, 0);
     app.assert_money_invariant().await;
@@ -230,9 +380,18 @@ async fn a_dispute_seen_before_the_success_lands_the_order_disputed() {
     let app = spawn_app().await;
     let email = unique_email();
     let order = app.create_order(&email, "starter").await;
-    assert_eq!(app.deliver(&disputed(&new_event_id(), &order)).await.1, "applied");
-    assert_eq!(app.deliver(&succeeded(&new_event_id(), &order)).await.1, "applied");
-    assert_eq!(app.order_status(order["id"].as_str().unwrap()).await, "disputed");
+    assert_eq!(
+        app.deliver(&disputed(&new_event_id(), &order)).await.1,
+        "applied"
+    );
+    assert_eq!(
+        app.deliver(&succeeded(&new_event_id(), &order)).await.1,
+        "applied"
+    );
+    assert_eq!(
+        app.order_status(order["id"].as_str().unwrap()).await,
+        "disputed"
+    );
     assert_eq!(app.balance(&email).await, 100);
 }
 
@@ -252,28 +411,74 @@ async fn the_admin_order_view_shows_transitions_events_and_ledger() {
     let order = app.create_order(&email, "starter").await;
     let event_id = new_event_id();
     app.deliver(&succeeded(&event_id, &order)).await;
-    let view: Value = app.admin_get(&format!("/admin/api/orders/{}", order["id"].as_str().unwrap())).await.json().await.unwrap();
+    let view: Value = app
+        .admin_get(&format!(
+            "/admin/api/orders/{}",
+            order["id"].as_str().unwrap()
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(view["email"], email.as_str());
-    let last = view["transitions"].as_array().unwrap().last().unwrap().clone();
-    assert_eq!((last["from"].as_str(), last["to"].as_str(), last["cause"].as_str()), (Some("pending"), Some("paid"), Some(event_id.as_str())));
+    let last = view["transitions"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            last["from"].as_str(),
+            last["to"].as_str(),
+            last["cause"].as_str()
+        ),
+        (Some("pending"), Some("paid"), Some(event_id.as_str()))
+    );
     assert_eq!(view["events"][0]["event_id"], event_id.as_str());
     assert_eq!(view["events"][0]["outcome"], "applied");
     assert_eq!(view["ledger"][0]["delta"], 100);
-    let account: Value = app.admin_get(&format!("/admin/api/accounts/{}", email.to_uppercase())).await.json().await.unwrap();
+    let account: Value = app
+        .admin_get(&format!("/admin/api/accounts/{}", email.to_uppercase()))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(account["balance"], 100);
     assert_eq!(account["ledger"].as_array().unwrap().len(), 1);
-    let applied: Vec<Value> = app.admin_get("/admin/api/events?outcome=applied&type=payment_intent.succeeded").await.json().await.unwrap();
+    let applied: Vec<Value> = app
+        .admin_get("/admin/api/events?outcome=applied&type=payment_intent.succeeded")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(applied.len(), 1);
-    let none: Vec<Value> = app.admin_get("/admin/api/events?outcome=mismatch").await.json().await.unwrap();
+    let none: Vec<Value> = app
+        .admin_get("/admin/api/events?outcome=mismatch")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(none.is_empty());
 }
 
 #[tokio::test]
 async fn admin_api_needs_the_password() {
     let app = spawn_app().await;
-    let res = app.client.get(format!("{}/admin/api/events", app.address)).send().await.unwrap();
+    let res = app
+        .client
+        .get(format!("{}/admin/api/events", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
     assert!(res.headers().get("www-authenticate").is_some());
-    let res = app.client.get(format!("{}/admin/api/events", app.address)).basic_auth("admin", Some("wrong")).send().await.unwrap();
+    let res = app
+        .client
+        .get(format!("{}/admin/api/events", app.address))
+        .basic_auth("admin", Some("wrong"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
 }

@@ -3,10 +3,17 @@
 use paidonce::webhook::signature;
 use serde_json::{Value, json};
 
-use crate::helpers::{WEBHOOK_SECRET, new_event_id, spawn_app, spawn_app_with, succeeded, unique_email};
+use crate::helpers::{
+    WEBHOOK_SECRET, new_event_id, spawn_app, spawn_app_with, succeeded, unique_email,
+};
 
 async fn stored_events(app: &crate::helpers::TestApp) -> usize {
-    let events: Vec<Value> = app.admin_get("/admin/api/events").await.json().await.unwrap();
+    let events: Vec<Value> = app
+        .admin_get("/admin/api/events")
+        .await
+        .json()
+        .await
+        .unwrap();
     events.len()
 }
 
@@ -20,12 +27,39 @@ async fn every_bad_signature_is_400_with_its_code_and_nothing_is_stored() {
     let cases: Vec<(Option<String>, &str, &str)> = vec![
         (None, "missing_signature", "no header"),
         (Some(String::new()), "missing_signature", "empty header"),
-        (Some(format!("v1={good}")), "malformed_signature", "no timestamp"),
-        (Some(format!("t={now},v0={good}")), "malformed_signature", "only v0"),
-        (Some(format!("t=soon,v1={good}")), "malformed_signature", "timestamp not a number"),
-        (Some(format!("t={now},v1={}", signature::sign("whsec_other", now, &body))), "signature_mismatch", "wrong secret"),
-        (Some(signature::header(WEBHOOK_SECRET, now - 301, &body)), "timestamp_out_of_tolerance", "too old"),
-        (Some(signature::header(WEBHOOK_SECRET, now + 301, &body)), "timestamp_out_of_tolerance", "from the future"),
+        (
+            Some(format!("v1={good}")),
+            "malformed_signature",
+            "no timestamp",
+        ),
+        (
+            Some(format!("t={now},v0={good}")),
+            "malformed_signature",
+            "only v0",
+        ),
+        (
+            Some(format!("t=soon,v1={good}")),
+            "malformed_signature",
+            "timestamp not a number",
+        ),
+        (
+            Some(format!(
+                "t={now},v1={}",
+                signature::sign("whsec_other", now, &body)
+            )),
+            "signature_mismatch",
+            "wrong secret",
+        ),
+        (
+            Some(signature::header(WEBHOOK_SECRET, now - 301, &body)),
+            "timestamp_out_of_tolerance",
+            "too old",
+        ),
+        (
+            Some(signature::header(WEBHOOK_SECRET, now + 301, &body)),
+            "timestamp_out_of_tolerance",
+            "from the future",
+        ),
     ];
     for (header, code, why) in cases {
         let res = app.post_webhook_raw(body.clone(), header.as_deref()).await;
@@ -35,10 +69,15 @@ async fn every_bad_signature_is_400_with_its_code_and_nothing_is_stored() {
     }
     let mut tampered = body.clone();
     tampered.extend_from_slice(b" ");
-    let res = app.post_webhook_raw(tampered, Some(&format!("t={now},v1={good}"))).await;
+    let res = app
+        .post_webhook_raw(tampered, Some(&format!("t={now},v1={good}")))
+        .await;
     assert_eq!(res.status(), 400, "tampered body");
     assert_eq!(stored_events(&app).await, 0);
-    assert_eq!(app.order_status(order["id"].as_str().unwrap()).await, "pending");
+    assert_eq!(
+        app.order_status(order["id"].as_str().unwrap()).await,
+        "pending"
+    );
 }
 
 #[tokio::test]
@@ -61,10 +100,16 @@ async fn two_signature_headers_are_refused() {
 #[tokio::test]
 async fn whitespace_extra_schemes_and_several_v1_values_are_tolerated() {
     let app = spawn_app().await;
-    let body = serde_json::to_vec(&json!({"id": new_event_id(), "type": "customer.created", "data": {"object": {}}})).unwrap();
+    let body = serde_json::to_vec(
+        &json!({"id": new_event_id(), "type": "customer.created", "data": {"object": {}}}),
+    )
+    .unwrap();
     let now = chrono::Utc::now().timestamp();
     let good = signature::sign(WEBHOOK_SECRET, now, &body);
-    let header = format!(" t={now} , v1={} , v0=deadbeef ,v1={good}, x=y ", "0".repeat(64));
+    let header = format!(
+        " t={now} , v1={} , v0=deadbeef ,v1={good}, x=y ",
+        "0".repeat(64)
+    );
     let res = app.post_webhook_raw(body, Some(&header)).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["outcome"], "ignored");
@@ -74,29 +119,70 @@ async fn whitespace_extra_schemes_and_several_v1_values_are_tolerated() {
 async fn any_secret_of_a_rotation_list_verifies() {
     let app = spawn_app_with(&[("STRIPE_WEBHOOK_SECRET", "whsec_old_one, whsec_new_one")]).await;
     for secret in ["whsec_old_one", "whsec_new_one"] {
-        let body = serde_json::to_vec(&json!({"id": new_event_id(), "type": "customer.created"})).unwrap();
+        let body =
+            serde_json::to_vec(&json!({"id": new_event_id(), "type": "customer.created"})).unwrap();
         let header = signature::header(secret, chrono::Utc::now().timestamp(), &body);
-        assert_eq!(app.post_webhook_raw(body, Some(&header)).await.status(), 200, "{secret}");
+        assert_eq!(
+            app.post_webhook_raw(body, Some(&header)).await.status(),
+            200,
+            "{secret}"
+        );
     }
 }
 
 #[tokio::test]
 async fn tolerance_edges_are_inclusive() {
     let app = spawn_app_with(&[("WEBHOOK_TOLERANCE_SECS", "60")]).await;
-    let body = serde_json::to_vec(&json!({"id": new_event_id(), "type": "customer.created"})).unwrap();
+    let body =
+        serde_json::to_vec(&json!({"id": new_event_id(), "type": "customer.created"})).unwrap();
     // 55 s keeps clear of the second boundary moving while the request travels.
     let now = chrono::Utc::now().timestamp();
-    assert_eq!(app.post_webhook_raw(body.clone(), Some(&signature::header(WEBHOOK_SECRET, now - 55, &body))).await.status(), 200);
-    assert_eq!(app.post_webhook_raw(body.clone(), Some(&signature::header(WEBHOOK_SECRET, now + 55, &body))).await.status(), 200);
-    assert_eq!(app.post_webhook_raw(body.clone(), Some(&signature::header(WEBHOOK_SECRET, now - 65, &body))).await.status(), 400);
-    assert_eq!(app.post_webhook_raw(body.clone(), Some(&signature::header(WEBHOOK_SECRET, now + 65, &body))).await.status(), 400);
+    assert_eq!(
+        app.post_webhook_raw(
+            body.clone(),
+            Some(&signature::header(WEBHOOK_SECRET, now - 55, &body))
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        app.post_webhook_raw(
+            body.clone(),
+            Some(&signature::header(WEBHOOK_SECRET, now + 55, &body))
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        app.post_webhook_raw(
+            body.clone(),
+            Some(&signature::header(WEBHOOK_SECRET, now - 65, &body))
+        )
+        .await
+        .status(),
+        400
+    );
+    assert_eq!(
+        app.post_webhook_raw(
+            body.clone(),
+            Some(&signature::header(WEBHOOK_SECRET, now + 65, &body))
+        )
+        .await
+        .status(),
+        400
+    );
 }
 
 #[tokio::test]
 async fn a_body_of_exactly_512_kib_is_accepted_and_one_byte_more_is_413() {
     let app = spawn_app().await;
     let make = |len: usize| {
-        let head = format!(r#"{{"id":"{}","type":"customer.created","pad":""#, new_event_id());
+        let head = format!(
+            r#"{{"id":"{}","type":"customer.created","pad":""#,
+            new_event_id()
+        );
         let mut body = head.into_bytes();
         let tail = br#""}"#;
         body.resize(len - tail.len(), b'x');
@@ -110,7 +196,10 @@ async fn a_body_of_exactly_512_kib_is_accepted_and_one_byte_more_is_413() {
     let header = signature::header(WEBHOOK_SECRET, chrono::Utc::now().timestamp(), &big);
     let res = app.post_webhook_raw(big, Some(&header)).await;
     assert_eq!(res.status(), 413);
-    assert_eq!(res.json::<Value>().await.unwrap()["error"]["code"], "payload_too_large");
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"]["code"],
+        "payload_too_large"
+    );
 }
 
 #[tokio::test]
@@ -132,14 +221,27 @@ async fn compressed_bodies_are_refused_with_415() {
 async fn signature_failures_move_the_metric() {
     let app = spawn_app().await;
     let scrape = || async {
-        let text = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
+        let text = app
+            .client
+            .get(format!("{}/metrics", app.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         text.lines()
-            .filter(|l| l.starts_with("webhook_signature_failures_total") && l.contains("signature_mismatch"))
+            .filter(|l| {
+                l.starts_with("webhook_signature_failures_total")
+                    && l.contains("signature_mismatch")
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>()
     };
     let before = scrape().await;
-    let res = app.post_webhook_raw(b"{}".to_vec(), Some("t=1,v1=00")).await;
+    let res = app
+        .post_webhook_raw(b"{}".to_vec(), Some("t=1,v1=00"))
+        .await;
     assert_eq!(res.status(), 400);
     assert!(scrape().await >= before + 1.0);
 }

@@ -14,15 +14,25 @@ fn order(status: OrderStatus) -> OrderState {
 }
 
 fn fact(kind: FactKind) -> PaymentFact {
-    PaymentFact { payment_intent_id: Some("pi_1".into()), kind }
+    PaymentFact {
+        payment_intent_id: Some("pi_1".into()),
+        kind,
+    }
 }
 
 fn succeeded() -> FactKind {
-    FactKind::Succeeded { amount_received: 500, currency: "USD".into() }
+    FactKind::Succeeded {
+        amount_received: 500,
+        currency: "USD".into(),
+    }
 }
 
 fn refunded(total: i64) -> FactKind {
-    FactKind::Refunded { charge_amount: 500, amount_refunded: total, currency: "usd".into() }
+    FactKind::Refunded {
+        charge_amount: 500,
+        amount_refunded: total,
+        currency: "usd".into(),
+    }
 }
 
 /// What a decision boils down to, for the table.
@@ -56,15 +66,105 @@ fn every_status_and_fact_pair_decides_as_the_spec_says() {
     ];
     // Rows: status; columns in the order of `facts`.
     let table: [(OrderStatus, [Want; 6]); 9] = [
-        (Pending, [Want::To(Processing), Want::To(Paid), Want::To(Failed), Want::To(Canceled), Want::Remember, Want::Remember]),
-        (Processing, [Want::Noop, Want::To(Paid), Want::To(Failed), Want::To(Canceled), Want::Remember, Want::Remember]),
-        (Failed, [Want::To(Processing), Want::To(Paid), Want::Noop, Want::To(Canceled), Want::Remember, Want::Remember]),
-        (Paid, [Want::Noop, Want::Noop, Want::Noop, Want::Noop, Want::To(PartiallyRefunded), Want::To(Disputed)]),
-        (PartiallyRefunded, [Want::Noop, Want::Noop, Want::Noop, Want::Noop, Want::Noop, Want::Remember]),
-        (Refunded, [Want::Noop, Want::Noop, Want::Noop, Want::Noop, Want::Noop, Want::Remember]),
-        (Canceled, [Want::Noop, Want::Mismatch, Want::Noop, Want::Noop, Want::Remember, Want::Remember]),
-        (Disputed, [Want::Noop, Want::Noop, Want::Noop, Want::Noop, Want::To(PartiallyRefunded), Want::Noop]),
-        (NeedsReview, [Want::Noop, Want::Noop, Want::Noop, Want::Noop, Want::Remember, Want::Remember]),
+        (
+            Pending,
+            [
+                Want::To(Processing),
+                Want::To(Paid),
+                Want::To(Failed),
+                Want::To(Canceled),
+                Want::Remember,
+                Want::Remember,
+            ],
+        ),
+        (
+            Processing,
+            [
+                Want::Noop,
+                Want::To(Paid),
+                Want::To(Failed),
+                Want::To(Canceled),
+                Want::Remember,
+                Want::Remember,
+            ],
+        ),
+        (
+            Failed,
+            [
+                Want::To(Processing),
+                Want::To(Paid),
+                Want::Noop,
+                Want::To(Canceled),
+                Want::Remember,
+                Want::Remember,
+            ],
+        ),
+        (
+            Paid,
+            [
+                Want::Noop,
+                Want::Noop,
+                Want::Noop,
+                Want::Noop,
+                Want::To(PartiallyRefunded),
+                Want::To(Disputed),
+            ],
+        ),
+        (
+            PartiallyRefunded,
+            [
+                Want::Noop,
+                Want::Noop,
+                Want::Noop,
+                Want::Noop,
+                Want::Noop,
+                Want::Remember,
+            ],
+        ),
+        (
+            Refunded,
+            [
+                Want::Noop,
+                Want::Noop,
+                Want::Noop,
+                Want::Noop,
+                Want::Noop,
+                Want::Remember,
+            ],
+        ),
+        (
+            Canceled,
+            [
+                Want::Noop,
+                Want::Mismatch,
+                Want::Noop,
+                Want::Noop,
+                Want::Remember,
+                Want::Remember,
+            ],
+        ),
+        (
+            Disputed,
+            [
+                Want::Noop,
+                Want::Noop,
+                Want::Noop,
+                Want::Noop,
+                Want::To(PartiallyRefunded),
+                Want::Noop,
+            ],
+        ),
+        (
+            NeedsReview,
+            [
+                Want::Noop,
+                Want::Noop,
+                Want::Noop,
+                Want::Noop,
+                Want::Remember,
+                Want::Remember,
+            ],
+        ),
     ];
     for (status, wants) in table {
         let mut current = order(status);
@@ -89,9 +189,20 @@ fn every_status_and_fact_pair_decides_as_the_spec_says() {
 fn no_fact_ever_moves_a_paid_order_backwards() {
     let backwards = [Pending, Processing, Failed, Canceled];
     for status in [Paid, PartiallyRefunded, Refunded, Disputed] {
-        for kind in [FactKind::Processing, FactKind::Failed, FactKind::Canceled, succeeded(), FactKind::Disputed, refunded(100)] {
+        for kind in [
+            FactKind::Processing,
+            FactKind::Failed,
+            FactKind::Canceled,
+            succeeded(),
+            FactKind::Disputed,
+            refunded(100),
+        ] {
             if let Decision::Apply(c) = decide(&order(status), &fact(kind.clone())) {
-                assert!(!backwards.contains(&c.to), "{status} + {kind:?} -> {}", c.to);
+                assert!(
+                    !backwards.contains(&c.to),
+                    "{status} + {kind:?} -> {}",
+                    c.to
+                );
             }
         }
     }
@@ -99,7 +210,9 @@ fn no_fact_ever_moves_a_paid_order_backwards() {
 
 #[test]
 fn success_grants_the_pack_credits_once_and_marks_paid() {
-    let Decision::Apply(c) = decide(&order(Pending), &fact(succeeded())) else { panic!("not applied") };
+    let Decision::Apply(c) = decide(&order(Pending), &fact(succeeded())) else {
+        panic!("not applied")
+    };
     assert_eq!(c.grant, Some(100));
     assert!(c.marks_paid);
     assert_eq!(c.revoke, None);
@@ -110,42 +223,81 @@ fn success_grants_the_pack_credits_once_and_marks_paid() {
 fn contradicting_success_is_a_mismatch_for_any_unpaid_status() {
     for status in [Pending, Processing, Failed] {
         for kind in [
-            FactKind::Succeeded { amount_received: 499, currency: "usd".into() },
-            FactKind::Succeeded { amount_received: 500, currency: "eur".into() },
+            FactKind::Succeeded {
+                amount_received: 499,
+                currency: "usd".into(),
+            },
+            FactKind::Succeeded {
+                amount_received: 500,
+                currency: "eur".into(),
+            },
         ] {
-            assert!(matches!(decide(&order(status), &fact(kind)), Decision::Mismatch(_)), "{status}");
+            assert!(
+                matches!(decide(&order(status), &fact(kind)), Decision::Mismatch(_)),
+                "{status}"
+            );
         }
     }
 }
 
 #[test]
 fn an_event_for_another_payment_intent_is_a_mismatch() {
-    let other = PaymentFact { payment_intent_id: Some("pi_other".into()), kind: succeeded() };
-    assert!(matches!(decide(&order(Pending), &other), Decision::Mismatch(_)));
+    let other = PaymentFact {
+        payment_intent_id: Some("pi_other".into()),
+        kind: succeeded(),
+    };
+    assert!(matches!(
+        decide(&order(Pending), &other),
+        Decision::Mismatch(_)
+    ));
 }
 
 #[test]
 fn an_event_before_the_intent_is_attached_is_matched_by_order_alone() {
-    let unattached = OrderState { payment_intent_id: None, ..order(Pending) };
-    assert_eq!(summarise(&unattached, &decide(&unattached, &fact(succeeded()))), Want::To(Paid));
+    let unattached = OrderState {
+        payment_intent_id: None,
+        ..order(Pending)
+    };
+    assert_eq!(
+        summarise(&unattached, &decide(&unattached, &fact(succeeded()))),
+        Want::To(Paid)
+    );
 }
 
 #[test]
 fn refund_before_success_takes_effect_when_the_success_arrives() {
     let mut o = order(Pending);
-    let Decision::Apply(c) = decide(&o, &fact(refunded(500))) else { panic!() };
-    assert_eq!((c.to, c.amount_refunded, c.grant, c.revoke.clone()), (Pending, 500, None, None));
+    let Decision::Apply(c) = decide(&o, &fact(refunded(500))) else {
+        panic!()
+    };
+    assert_eq!(
+        (c.to, c.amount_refunded, c.grant, c.revoke.clone()),
+        (Pending, 500, None, None)
+    );
     o.amount_refunded = c.amount_refunded;
-    let Decision::Apply(c) = decide(&o, &fact(succeeded())) else { panic!() };
+    let Decision::Apply(c) = decide(&o, &fact(succeeded())) else {
+        panic!()
+    };
     assert_eq!(c.to, Refunded);
     assert_eq!(c.grant, Some(100));
-    assert_eq!(c.revoke, Some(Revocation { delta: -100, refund_total: 500 }));
+    assert_eq!(
+        c.revoke,
+        Some(Revocation {
+            delta: -100,
+            refund_total: 500
+        })
+    );
 }
 
 #[test]
 fn dispute_before_success_makes_the_paid_order_disputed() {
-    let o = OrderState { dispute_seen: true, ..order(Processing) };
-    let Decision::Apply(c) = decide(&o, &fact(succeeded())) else { panic!() };
+    let o = OrderState {
+        dispute_seen: true,
+        ..order(Processing)
+    };
+    let Decision::Apply(c) = decide(&o, &fact(succeeded())) else {
+        panic!()
+    };
     assert_eq!((c.to, c.grant), (Disputed, Some(100)));
 }
 
@@ -154,7 +306,12 @@ fn refunds_revoke_from_the_cumulative_total_never_twice() {
     let mut o = order(Paid);
     let mut revoked = 0;
     // partial, the same partial again, a stale lower total, then the full refund.
-    for (total, want_status) in [(150, Some(PartiallyRefunded)), (150, None), (100, None), (500, Some(Refunded))] {
+    for (total, want_status) in [
+        (150, Some(PartiallyRefunded)),
+        (150, None),
+        (100, None),
+        (500, Some(Refunded)),
+    ] {
         match decide(&o, &fact(refunded(total))) {
             Decision::Apply(c) => {
                 assert_eq!(Some(c.to), want_status, "total {total}");
@@ -171,35 +328,54 @@ fn refunds_revoke_from_the_cumulative_total_never_twice() {
 
 #[test]
 fn refund_larger_than_the_order_is_a_mismatch() {
-    assert!(matches!(decide(&order(Paid), &fact(refunded(501))), Decision::Mismatch(_)));
-    let other_charge = FactKind::Refunded { charge_amount: 900, amount_refunded: 100, currency: "usd".into() };
-    assert!(matches!(decide(&order(Paid), &fact(other_charge)), Decision::Mismatch(_)));
+    assert!(matches!(
+        decide(&order(Paid), &fact(refunded(501))),
+        Decision::Mismatch(_)
+    ));
+    let other_charge = FactKind::Refunded {
+        charge_amount: 900,
+        amount_refunded: 100,
+        currency: "usd".into(),
+    };
+    assert!(matches!(
+        decide(&order(Paid), &fact(other_charge)),
+        Decision::Mismatch(_)
+    ));
 }
 
 #[test]
 fn revoked_credits_rounds_down() {
     for (credits, amount, refunded, want) in [
         (100, 500, 0, 0),
-        (100, 500, 1, 0),     // 0.2 credits
-        (100, 500, 4, 0),     // 0.8 credits
+        (100, 500, 1, 0), // 0.2 credits
+        (100, 500, 4, 0), // 0.8 credits
         (100, 500, 5, 1),
         (100, 500, 250, 50),
-        (100, 500, 499, 99),  // 99.8
+        (100, 500, 499, 99), // 99.8
         (100, 500, 500, 100),
         (100, 500, 900, 100), // capped at the amount
         (550, 2500, 1, 0),
         (550, 2500, 1000, 220),
-        (7, 3, 2, 4),         // 4.67
+        (7, 3, 2, 4), // 4.67
         (i64::MAX, i64::MAX, i64::MAX - 1, i64::MAX - 1),
     ] {
-        assert_eq!(revoked_credits(credits, amount, refunded), want, "{credits} {amount} {refunded}");
+        assert_eq!(
+            revoked_credits(credits, amount, refunded),
+            want,
+            "{credits} {amount} {refunded}"
+        );
     }
 }
 
 #[test]
 fn small_refund_worth_zero_credits_changes_status_without_a_ledger_row() {
-    let Decision::Apply(c) = decide(&order(Paid), &fact(refunded(1))) else { panic!() };
-    assert_eq!((c.to, c.revoke, c.amount_refunded), (PartiallyRefunded, None, 1));
+    let Decision::Apply(c) = decide(&order(Paid), &fact(refunded(1))) else {
+        panic!()
+    };
+    assert_eq!(
+        (c.to, c.revoke, c.amount_refunded),
+        (PartiallyRefunded, None, 1)
+    );
 }
 
 #[test]

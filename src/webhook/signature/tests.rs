@@ -5,19 +5,27 @@ const NOW: i64 = 1_700_000_000;
 const BODY: &[u8] = br#"{"id":"evt_1","type":"payment_intent.succeeded"}"#;
 
 fn secrets(list: &[&str]) -> Vec<SecretString> {
-    list.iter().map(|s| SecretString::from(s.to_string())).collect()
+    list.iter()
+        .map(|s| SecretString::from(s.to_string()))
+        .collect()
 }
 
 #[test]
 fn a_stripe_cli_style_header_verifies() {
     let h = header("whsec_test", NOW, BODY);
-    assert_eq!(verify(&h, BODY, &secrets(&["whsec_test"]), NOW, 300), Ok(NOW));
+    assert_eq!(
+        verify(&h, BODY, &secrets(&["whsec_test"]), NOW, 300),
+        Ok(NOW)
+    );
 }
 
 #[test]
 fn known_vector_matches_openssl() {
     // printf '1700000000.hello' | openssl dgst -sha256 -hmac whsec_abc
-    assert_eq!(sign("whsec_abc", NOW, b"hello"), "143e3a972876cf7aeb5ed09be39f63a5a566902ec1d418b8d00865c9d9ea7f9b");
+    assert_eq!(
+        sign("whsec_abc", NOW, b"hello"),
+        "143e3a972876cf7aeb5ed09be39f63a5a566902ec1d418b8d00865c9d9ea7f9b"
+    );
 }
 
 #[test]
@@ -28,14 +36,46 @@ fn every_bad_header_kind_is_rejected_with_its_code() {
         ("   ".into(), "missing_signature", "blank"),
         (format!("v1={good}"), "malformed_signature", "no timestamp"),
         (format!("t={NOW}"), "malformed_signature", "no v1"),
-        (format!("t={NOW},v0={good}"), "malformed_signature", "only v0"),
-        (format!("t=abc,v1={good}"), "malformed_signature", "timestamp not a number"),
-        (format!("t=-5,v1={good}"), "malformed_signature", "negative timestamp"),
-        (format!("t={NOW},t={NOW},v1={good}"), "malformed_signature", "two timestamps"),
-        (format!("t={NOW},garbage,v1={good}"), "malformed_signature", "element without ="),
-        (format!("t={NOW},v1=nothex"), "signature_mismatch", "v1 not hex"),
-        (format!("t={NOW},v1={}", "0".repeat(64)), "signature_mismatch", "wrong signature"),
-        (format!("t={},v1={good}", NOW + 1), "signature_mismatch", "signature for another timestamp"),
+        (
+            format!("t={NOW},v0={good}"),
+            "malformed_signature",
+            "only v0",
+        ),
+        (
+            format!("t=abc,v1={good}"),
+            "malformed_signature",
+            "timestamp not a number",
+        ),
+        (
+            format!("t=-5,v1={good}"),
+            "malformed_signature",
+            "negative timestamp",
+        ),
+        (
+            format!("t={NOW},t={NOW},v1={good}"),
+            "malformed_signature",
+            "two timestamps",
+        ),
+        (
+            format!("t={NOW},garbage,v1={good}"),
+            "malformed_signature",
+            "element without =",
+        ),
+        (
+            format!("t={NOW},v1=nothex"),
+            "signature_mismatch",
+            "v1 not hex",
+        ),
+        (
+            format!("t={NOW},v1={}", "0".repeat(64)),
+            "signature_mismatch",
+            "wrong signature",
+        ),
+        (
+            format!("t={},v1={good}", NOW + 1),
+            "signature_mismatch",
+            "signature for another timestamp",
+        ),
     ];
     for (h, code, why) in cases {
         let err = verify(&h, BODY, &secrets(&["whsec_test"]), NOW, 300).unwrap_err();
@@ -48,22 +88,39 @@ fn a_tampered_body_or_wrong_secret_does_not_verify() {
     let h = header("whsec_test", NOW, BODY);
     let mut tampered = BODY.to_vec();
     tampered.push(b'\n');
-    assert_eq!(verify(&h, &tampered, &secrets(&["whsec_test"]), NOW, 300), Err(SignatureError::Mismatch));
-    assert_eq!(verify(&h, BODY, &secrets(&["whsec_other"]), NOW, 300), Err(SignatureError::Mismatch));
-    assert_eq!(verify(&h, BODY, &[], NOW, 300), Err(SignatureError::Mismatch));
+    assert_eq!(
+        verify(&h, &tampered, &secrets(&["whsec_test"]), NOW, 300),
+        Err(SignatureError::Mismatch)
+    );
+    assert_eq!(
+        verify(&h, BODY, &secrets(&["whsec_other"]), NOW, 300),
+        Err(SignatureError::Mismatch)
+    );
+    assert_eq!(
+        verify(&h, BODY, &[], NOW, 300),
+        Err(SignatureError::Mismatch)
+    );
 }
 
 #[test]
 fn any_configured_secret_and_any_v1_position_verifies() {
     let good = sign("whsec_new", NOW, BODY);
     let h = format!(" t={NOW} , v1={} ,v0=abc, v1={good} ,x=y", "ab".repeat(32));
-    assert_eq!(verify(&h, BODY, &secrets(&["whsec_old", "whsec_new"]), NOW, 300), Ok(NOW));
+    assert_eq!(
+        verify(&h, BODY, &secrets(&["whsec_old", "whsec_new"]), NOW, 300),
+        Ok(NOW)
+    );
 }
 
 #[test]
 fn tolerance_is_inclusive_in_both_directions() {
     let s = secrets(&["whsec_test"]);
-    for (t, ok) in [(NOW - 300, true), (NOW + 300, true), (NOW - 301, false), (NOW + 301, false)] {
+    for (t, ok) in [
+        (NOW - 300, true),
+        (NOW + 300, true),
+        (NOW - 301, false),
+        (NOW + 301, false),
+    ] {
         let got = verify(&header("whsec_test", t, BODY), BODY, &s, NOW, 300);
         assert_eq!(got.is_ok(), ok, "t = now {:+}", t - NOW);
         if !ok {
