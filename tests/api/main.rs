@@ -7,6 +7,7 @@
 
 mod cli;
 mod concurrency;
+mod db_outage;
 mod helpers;
 mod idempotency;
 mod orders;
