@@ -12,6 +12,7 @@ mod helpers;
 mod idempotency;
 mod orders;
 mod reconcile;
+mod sandbox;
 mod stripe_double;
 mod stripe_provider;
 mod webhook_events;
