@@ -6,7 +6,6 @@ use serde_json::Value;
 
 use crate::domain::order::{FactKind, PaymentFact};
 use crate::orders::settle::OrderRef;
-use crate::payments::IntentSnapshot;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {
@@ -143,27 +142,31 @@ impl Event {
             reason,
         };
         if let Some(pi_type) = self.event_type.strip_prefix("payment_intent.") {
-            let intent = IntentSnapshot::from_json(object).map_err(shape)?;
+            // Only what settlement needs is required: the id always; amount and currency
+            // for a success (amount_received, else amount).
+            let fields = ObjectFields::new(object, "payment_intent").map_err(shape)?;
+            let id = fields.string("id").map_err(shape)?;
             let kind = match pi_type {
                 "processing" => FactKind::Processing,
                 "succeeded" => FactKind::Succeeded {
-                    amount_received: intent.amount_received.unwrap_or(intent.amount),
-                    currency: intent.currency.clone(),
+                    amount_received: match fields.optional_int("amount_received").map_err(shape)? {
+                        Some(received) => received,
+                        None => fields.int("amount").map_err(shape)?,
+                    },
+                    currency: fields.string("currency").map_err(shape)?,
                 },
                 "payment_failed" => FactKind::Failed,
                 _ => FactKind::Canceled,
             };
             let reference = OrderRef {
-                metadata_order_id: intent.metadata_order_id.clone(),
-                payment_intent_id: Some(intent.id.clone()),
+                metadata_order_id: fields.metadata_order_id().map_err(shape)?,
+                payment_intent_id: Some(id.clone()),
             };
-            return Ok(Meaning::Fact {
-                reference,
-                fact: PaymentFact {
-                    payment_intent_id: Some(intent.id),
-                    kind,
-                },
-            });
+            let fact = PaymentFact {
+                payment_intent_id: Some(id),
+                kind,
+            };
+            return Ok(Meaning::Fact { reference, fact });
         }
         let fields = ObjectFields::new(
             object,
@@ -220,6 +223,17 @@ impl<'a> ObjectFields<'a> {
             .get(name)
             .and_then(Value::as_i64)
             .ok_or_else(|| format!("missing or invalid {name}"))
+    }
+
+    /// Absent or null is `None`; present but not an integer is an error.
+    fn optional_int(&self, name: &str) -> Result<Option<i64>, String> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| format!("invalid {name}")),
+        }
     }
 
     fn string(&self, name: &str) -> Result<String, String> {
@@ -320,6 +334,8 @@ mod tests {
         for obj in [
             json!("pi_1"),
             json!({"id": "pi_1"}),
+            json!({"id": 7, "amount": 1, "currency": "usd"}),
+            json!({"id": "pi_1", "amount_received": "1", "amount": 1, "currency": "usd"}),
             json!({"id": "pi_1", "object": "charge", "amount": 1, "currency": "usd", "status": "succeeded"}),
         ] {
             let got = event(
@@ -331,6 +347,38 @@ mod tests {
             json!({"id": "evt_1", "type": "charge.refunded", "data": {"object": {"id": "ch_1", "amount": 5}}}),
         );
         assert!(matches!(got, Err(EventError::WrongShape { .. })));
+    }
+
+    #[test]
+    fn lean_objects_carry_only_what_their_type_needs() {
+        let failed = event(
+            json!({"id": "evt_1", "type": "payment_intent.payment_failed",
+            "data": {"object": {"id": "pi_1"}}}),
+        );
+        assert!(matches!(
+            failed,
+            Ok(Meaning::Fact {
+                fact: PaymentFact {
+                    kind: FactKind::Failed,
+                    ..
+                },
+                ..
+            })
+        ));
+        let ok = event(
+            json!({"id": "evt_1", "type": "payment_intent.succeeded", "data": {"object":
+            {"id": "pi_1", "amount": 500, "currency": "usd", "metadata": {"order_id": "o1"}}}}),
+        );
+        let Ok(Meaning::Fact { fact, .. }) = ok else {
+            panic!("{ok:?}")
+        };
+        assert_eq!(
+            fact.kind,
+            FactKind::Succeeded {
+                amount_received: 500,
+                currency: "usd".into()
+            }
+        );
     }
 
     #[test]
