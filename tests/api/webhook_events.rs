@@ -110,7 +110,7 @@ async fn malformed_events_are_400_and_not_stored() {
     let app = spawn_app().await;
     let order = app.create_order(&unique_email(), "starter").await;
     let mut wrong_shape = succeeded(&new_event_id(), &order);
-    wrong_shape["data"]["object"]["amount"] = json!("500");
+    wrong_shape["data"]["object"]["amount_received"] = json!("500");
     let mut not_object = succeeded(&new_event_id(), &order);
     not_object["data"]["object"] = json!("pi_123");
     let mut bad_refund = refunded(&new_event_id(), &order, 100);
@@ -122,7 +122,7 @@ async fn malformed_events_are_400_and_not_stored() {
         (br#"{"id":"evt_1"}"#.to_vec(), "no type"),
         (
             serde_json::to_vec(&wrong_shape).unwrap(),
-            "amount is a string",
+            "amount_received is a string",
         ),
         (
             serde_json::to_vec(&not_object).unwrap(),
