@@ -1,0 +1,147 @@
+//! The shopper's journey in a real headless Chromium: checkout, sandbox pay page,
+//! status page turning to paid by itself, with JavaScript and without. Needs Debian's
+//! `chromium` and `chromium-driver`; skipped with a message when they are missing,
+//! except in CI (CI=true), where `.ci/run` installs them and the test is mandatory.
+//! Screenshots of each step land in target/tmp/browser/ for humans.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::helpers::*;
+
+struct Browser {
+    client: Client,
+    driver: Child,
+    shots: std::path::PathBuf,
+}
+
+impl Browser {
+    /// `None` (after saying so) when no chromedriver is installed outside CI.
+    async fn start(javascript: bool, name: &str) -> Option<Browser> {
+        let driver_path = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].into_iter().find(|p| std::path::Path::new(p).exists());
+        let Some(driver_path) = driver_path else {
+            if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
+                panic!("chromium-driver is required in CI (.ci/run installs it)");
+            }
+            eprintln!("SKIPPED browser test {name}: install chromium and chromium-driver (apt-get install chromium chromium-driver) to run it");
+            return None;
+        };
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new(driver_path).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let profile = std::env::temp_dir().join(format!("paidonce-chromium-{}", uuid::Uuid::new_v4().simple()));
+        let mut prefs = json!({});
+        if !javascript {
+            prefs = json!({"profile.managed_default_content_settings.javascript": 2});
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--window-size=1024,900", format!("--user-data-dir={}", profile.display())],
+                "prefs": prefs,
+            }),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = loop {
+            match ClientBuilder::rustls().unwrap().capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
+                Ok(c) => break c,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("connecting to chromedriver: {e}"),
+            }
+        };
+        let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser").join(name);
+        std::fs::create_dir_all(&shots).unwrap();
+        Some(Browser { client, driver, shots })
+    }
+
+    async fn shot(&self, step: &str) {
+        if let Ok(png) = self.client.screenshot().await {
+            let _ = std::fs::write(self.shots.join(format!("{step}.png")), png);
+        }
+    }
+
+    async fn wait_for_url(&self, part: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let url = self.client.current_url().await.unwrap();
+            if url.as_str().contains(part) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never reached a URL with {part}; at {url}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn wait_for_text(&self, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            let body = match self.client.find(Locator::Css("body")).await {
+                Ok(b) => b.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if body.contains(text) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "page never showed {text:?}; it shows: {body}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+async fn buy_credits_in_the_sandbox(javascript: bool, name: &str) {
+    let Some(browser) = Browser::start(javascript, name).await else { return };
+    let app = spawn_app().await;
+    let email = unique_email();
+    let c = &browser.client;
+
+    // Arrange: the checkout page.
+    c.goto(&format!("{}/", app.address)).await.unwrap();
+    browser.shot("1-checkout").await;
+    c.find(Locator::Css("input[name=email]")).await.unwrap().send_keys(&email).await.unwrap();
+    if let Ok(select) = c.find(Locator::Css("select[name=pack_id]")).await {
+        select.select_by_value("starter").await.unwrap();
+    } else {
+        c.find(Locator::Css("input[name=pack_id][value=starter]")).await.unwrap().click().await.unwrap();
+    }
+
+    // Act: buy, then press "succeed" on the sandbox pay page.
+    c.find(Locator::Css("form[action='/checkout'] [type=submit]")).await.unwrap().click().await.unwrap();
+    browser.wait_for_url("/sandbox/pay/").await;
+    browser.shot("2-sandbox-pay").await;
+    c.find(Locator::Css("button[name=action][value=succeed]")).await.unwrap().click().await.unwrap();
+    browser.wait_for_url("/status").await;
+    browser.shot("3-status-unsettled").await;
+
+    // Assert: the status page turns to paid by itself (polling, or meta refresh without JS).
+    browser.wait_for_text("100 credits added", Duration::from_secs(30)).await;
+    browser.shot("4-status-paid").await;
+    assert_eq!(app.balance(&email).await, 100);
+    app.assert_money_invariant().await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shopper_buys_credits_in_a_real_browser_and_sees_them_arrive() {
+    buy_credits_in_the_sandbox(true, "with-javascript").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_javascript_the_status_page_still_reaches_paid_by_refreshing() {
+    buy_credits_in_the_sandbox(false, "without-javascript").await;
+}
