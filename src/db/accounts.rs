@@ -16,7 +16,10 @@ pub async fn upsert(conn: &mut AsyncPgConnection, email: &Email) -> QueryResult<
         ))
         .on_conflict(accounts::email)
         .do_update()
-        .set(accounts::email.eq(diesel::upsert::excluded(accounts::email)))
+        // A no-op update of a non-key column: it returns the existing id in one round trip
+        // and takes only FOR NO KEY UPDATE, which does not block the FOR KEY SHARE locks
+        // that concurrent ledger inserts take on this account.
+        .set(accounts::created_at.eq(accounts::created_at))
         .returning(accounts::id)
         .get_result(conn)
         .await
