@@ -11,7 +11,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::db::schema::{order_transitions, orders};
+use crate::db::schema::{accounts, order_transitions, orders};
 use crate::domain::order::{Change, OrderState, OrderStatus};
 
 impl ToSql<Text, Pg> for OrderStatus {
@@ -261,6 +261,20 @@ pub async fn recent(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec
         .await
 }
 
+/// The newest orders with their account's e-mail, for the operator page.
+pub async fn recent_with_email(
+    conn: &mut AsyncPgConnection,
+    limit: i64,
+) -> QueryResult<Vec<(Order, String)>> {
+    orders::table
+        .inner_join(accounts::table)
+        .order(orders::created_at.desc())
+        .limit(limit)
+        .select((Order::as_select(), accounts::email))
+        .load(conn)
+        .await
+}
+
 /// Unsettled orders older than `before`: what an operator should look at.
 pub async fn stuck(
     conn: &mut AsyncPgConnection,
@@ -273,6 +287,23 @@ pub async fn stuck(
         .order(orders::created_at)
         .limit(limit)
         .select(Order::as_select())
+        .load(conn)
+        .await
+}
+
+/// `stuck`, with each order's account e-mail.
+pub async fn stuck_with_email(
+    conn: &mut AsyncPgConnection,
+    before: DateTime<Utc>,
+    limit: i64,
+) -> QueryResult<Vec<(Order, String)>> {
+    orders::table
+        .inner_join(accounts::table)
+        .filter(orders::status.eq_any(OrderStatus::UNSETTLED))
+        .filter(orders::created_at.lt(before))
+        .order(orders::created_at)
+        .limit(limit)
+        .select((Order::as_select(), accounts::email))
         .load(conn)
         .await
 }

@@ -2,5 +2,6 @@
 //! exactly-once transition shared by webhook, reconciler and return page.
 
 pub mod create;
+pub mod return_sync;
 pub mod settle;
 pub mod view;

@@ -1,10 +1,18 @@
 //! The one route table. Handlers extract, call one function, and map the result.
 
+pub mod admin;
 pub mod admin_api;
+pub mod admin_events;
+pub mod admin_views;
 pub mod api;
 pub mod auth;
 pub mod csrf;
 pub mod health;
+pub mod html;
+pub mod pages;
+pub mod sandbox;
+pub mod span;
+pub mod status_page;
 pub mod webhook;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -47,6 +55,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/accounts/{email}").route(web::get().to(admin_api::get_account)))
             .service(resource("/events").route(web::get().to(admin_api::get_events))),
     )
+    // Pages. Exact resources, so `/admin` and `/admin/...` never shadow `/admin/api/...`.
+    .service(resource("/").route(web::get().to(pages::get_checkout)))
+    .service(resource("/checkout").route(web::post().to(pages::post_checkout)))
+    .service(resource("/orders/{id}/pay").route(web::get().to(pages::get_pay_page)))
+    .service(resource("/orders/{id}/status").route(web::get().to(status_page::get_status_page)))
+    .service(
+        resource("/sandbox/pay/{pi}")
+            .route(web::get().to(sandbox::get_sandbox_pay))
+            .route(web::post().to(sandbox::post_sandbox_pay)),
+    )
+    .service(resource("/admin").route(web::get().to(admin::get_dashboard)))
+    .service(resource("/admin/orders/{id}").route(web::get().to(admin::get_order)))
+    .service(resource("/admin/events").route(web::get().to(admin_events::get_events)))
+    .service(resource("/admin/reconcile").route(web::post().to(admin::post_reconcile)))
     .default_service(web::to(not_found));
 }
 

@@ -1,0 +1,124 @@
+//! Sync on return: when the shopper comes back from paying with `redirect_status=succeeded`
+//! and the webhook has not settled the order yet, ask the provider once, so a lost or late
+//! webhook does not leave the shopper waiting for the reconciler. The redirect itself is
+//! never proof of payment: only the provider's own answer is applied, via `settle::apply`.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use diesel_async::AsyncConnection;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::db::{self, orders::Order};
+use crate::error::AppError;
+use crate::orders::settle::{self, OrderRef};
+use crate::state::AppState;
+
+/// Younger orders are left to the webhook, which usually lands within a second.
+pub const MIN_AGE: Duration = Duration::from_secs(3);
+/// One provider call per order per this interval, however often the page is reloaded.
+pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The order as the status page should show it. `claims_success` is the redirect's
+/// `redirect_status=succeeded`: it only decides whether asking the provider is worth it.
+pub async fn order_for_status_page(
+    state: &AppState,
+    id: Uuid,
+    claims_success: bool,
+) -> Result<Order, AppError> {
+    let mut conn = state.db.get().await?;
+    let order = db::orders::find(&mut conn, id)
+        .await?
+        .ok_or(AppError::NotFound("order"))?;
+    drop(conn);
+    let Some(pi) = order.payment_intent_id.clone() else {
+        return Ok(order);
+    };
+    if !claims_success
+        || !order.status.is_unsettled()
+        || !old_enough(&order)
+        || !take_turn(id, Instant::now())
+    {
+        return Ok(order);
+    }
+    // A root span of its own: the request's span carries the URL, and with it the client secret.
+    let span = tracing::info_span!(parent: None, "return_sync", order_id = %id);
+    if let Err(e) = sync(state, &order, &pi).instrument(span.clone()).await {
+        span.in_scope(|| tracing::warn!(error = %e, "sync on return failed; the webhook or the reconciler will settle it"));
+    }
+    let mut conn = state.db.get().await?;
+    db::orders::find(&mut conn, id)
+        .await?
+        .ok_or(AppError::NotFound("order"))
+}
+
+fn old_enough(order: &Order) -> bool {
+    (Utc::now() - order.created_at)
+        .to_std()
+        .is_ok_and(|age| age >= MIN_AGE)
+}
+
+async fn sync(state: &AppState, order: &Order, pi: &str) -> anyhow::Result<()> {
+    // No connection is held here: the provider may be slow.
+    let intent = state.provider.retrieve_intent(pi).await?;
+    if intent.id != pi {
+        anyhow::bail!("provider answered with intent {} for {pi}", intent.id);
+    }
+    let Some(fact) = intent.fact() else {
+        return Ok(());
+    };
+    let reference = OrderRef {
+        metadata_order_id: Some(order.id.to_string()),
+        payment_intent_id: Some(pi.to_owned()),
+    };
+    let mut conn = state.db.get().await?;
+    let settled = conn
+        .transaction::<_, diesel::result::Error, _>(async |c| {
+            settle::apply(c, &reference, &fact, "return_sync").await
+        })
+        .await?;
+    tracing::info!(outcome = ?settled, "synced on return");
+    Ok(())
+}
+
+static LAST_TRY: OnceLock<Mutex<HashMap<Uuid, Instant>>> = OnceLock::new();
+
+/// True at most once per `MIN_INTERVAL` per order on this instance. In memory on purpose:
+/// it only bounds load; exactly-once is `settle::apply`'s job, whatever instance asks.
+fn take_turn(id: Uuid, now: Instant) -> bool {
+    let map = LAST_TRY.get_or_init(Default::default);
+    let mut tries = map
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if tries.len() > 10_000 {
+        tries.retain(|_, at| now.duration_since(*at) < MIN_INTERVAL);
+    }
+    match tries.get(&id) {
+        Some(at) if now.duration_since(*at) < MIN_INTERVAL => false,
+        _ => {
+            tries.insert(id, now);
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_gets_one_turn_per_interval() {
+        let id = Uuid::new_v4();
+        let t0 = Instant::now();
+        assert!(take_turn(id, t0));
+        assert!(!take_turn(id, t0 + Duration::from_secs(1)));
+        assert!(
+            take_turn(Uuid::new_v4(), t0),
+            "other orders are not held back"
+        );
+        assert!(take_turn(id, t0 + MIN_INTERVAL));
+    }
+}

@@ -1,0 +1,184 @@
+//! The operator pages (HTTP Basic through `AdminUser`): the dashboard, one order's
+//! timeline and the reconcile-now action; the event list is `admin_events`. Everything
+//! shown comes from outside (e-mails, event ids and types) and relies on askama's escaping.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use chrono::Utc;
+use uuid::Uuid;
+
+use crate::db;
+use crate::domain::order::OrderStatus;
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::web::admin_views::{Count, EventRow, OrderRow, RunView, TimelineRow, timeline};
+use crate::web::auth::AdminUser;
+use crate::web::{csrf, html, payload_error};
+
+#[derive(Template)]
+#[template(path = "admin_dashboard.html")]
+struct Dashboard {
+    provider: &'static str,
+    generated_at: String,
+    counts: Vec<Count>,
+    total_orders: i64,
+    granted: i64,
+    revoked: i64,
+    outcomes: Vec<Count>,
+    signature_failures: u64,
+    mismatched_events: i64,
+    needs_review: i64,
+    last_run: Option<RunView>,
+    stuck: Vec<OrderRow>,
+    stuck_after: String,
+    recent: Vec<OrderRow>,
+    events: Vec<EventRow>,
+    csrf_token: String,
+}
+
+pub async fn get_dashboard(_: AdminUser, state: web::Data<AppState>) -> HttpResponse {
+    html::respond(dashboard(&state).await)
+}
+
+async fn dashboard(state: &AppState) -> Result<HttpResponse, AppError> {
+    let now = Utc::now();
+    let stuck_after =
+        chrono::Duration::from_std(state.config.reconcile_after).map_err(anyhow::Error::from)?;
+    let mut conn = state.db.get().await?;
+    let counts = db::orders::counts_by_status(&mut conn).await?;
+    let (granted, revoked) = db::stats::credit_totals(&mut conn).await?;
+    let outcomes = db::events::count_by_outcome(&mut conn).await?;
+    let last_run = db::reconcile_runs::last(&mut conn).await?;
+    let stuck = db::orders::stuck_with_email(&mut conn, now - stuck_after, 50).await?;
+    let recent = db::orders::recent_with_email(&mut conn, 20).await?;
+    let events = db::events::recent(&mut conn, None, None, 20).await?;
+    drop(conn);
+
+    let count_of = |status: OrderStatus| {
+        counts
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(0, |(_, n)| *n)
+    };
+    let page = Dashboard {
+        provider: state.provider.name(),
+        generated_at: html::timestamp(now),
+        counts: OrderStatus::ALL
+            .iter()
+            .map(|s| Count {
+                label: s.as_str().to_owned(),
+                n: count_of(*s),
+            })
+            .collect(),
+        total_orders: counts.iter().map(|(_, n)| n).sum(),
+        granted,
+        revoked,
+        mismatched_events: outcomes
+            .iter()
+            .find(|(o, _)| o.as_deref() == Some("mismatch"))
+            .map_or(0, |(_, n)| *n),
+        outcomes: outcomes
+            .into_iter()
+            .map(|(o, n)| Count {
+                label: o.unwrap_or_else(|| "unfinished".to_owned()),
+                n,
+            })
+            .collect(),
+        signature_failures: state
+            .signature_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        needs_review: count_of(OrderStatus::NeedsReview),
+        last_run: last_run.map(RunView::from),
+        stuck: stuck
+            .iter()
+            .map(|(o, email)| OrderRow::new(o, email, now))
+            .collect(),
+        stuck_after: html::age(now - stuck_after, now),
+        recent: recent
+            .iter()
+            .map(|(o, email)| OrderRow::new(o, email, now))
+            .collect(),
+        events: events.into_iter().map(EventRow::from).collect(),
+        csrf_token: csrf::issue(&state.csrf_key, now.timestamp()),
+    };
+    html::render(StatusCode::OK, &page)
+}
+
+#[derive(Template)]
+#[template(path = "admin_order.html")]
+struct OrderDetail {
+    id: Uuid,
+    email: String,
+    status: &'static str,
+    pack_id: String,
+    credits: i64,
+    amount: String,
+    refunded: String,
+    payment_intent_id: Option<String>,
+    created: String,
+    paid: Option<String>,
+    order_net: i64,
+    balance: i64,
+    timeline: Vec<TimelineRow>,
+}
+
+pub async fn get_order(
+    _: AdminUser,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> HttpResponse {
+    html::respond(order_detail(&state, &path).await)
+}
+
+async fn order_detail(state: &AppState, id: &str) -> Result<HttpResponse, AppError> {
+    let id = Uuid::parse_str(id).map_err(|_| AppError::NotFound("order"))?;
+    let mut conn = state.db.get().await?;
+    let order = db::orders::find(&mut conn, id)
+        .await?
+        .ok_or(AppError::NotFound("order"))?;
+    let email = db::accounts::email_of(&mut conn, order.account_id).await?;
+    let transitions = db::orders::transitions(&mut conn, id).await?;
+    let events = db::events::for_order(&mut conn, id).await?;
+    let ledger = db::ledger::for_order(&mut conn, id).await?;
+    let balance = db::ledger::balance(&mut conn, order.account_id).await?;
+    drop(conn);
+    let page = OrderDetail {
+        id,
+        email,
+        status: order.status.as_str(),
+        pack_id: order.pack_id.clone(),
+        credits: order.credits,
+        amount: html::money(order.amount, &order.currency),
+        refunded: html::money(order.amount_refunded, &order.currency),
+        payment_intent_id: order.payment_intent_id.clone(),
+        created: html::timestamp(order.created_at),
+        paid: order.paid_at.map(html::timestamp),
+        order_net: ledger.iter().map(|e| e.delta).sum(),
+        balance,
+        timeline: timeline(&transitions, &events, &ledger),
+    };
+    html::render(StatusCode::OK, &page)
+}
+
+pub async fn post_reconcile(
+    _: AdminUser,
+    state: web::Data<AppState>,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> HttpResponse {
+    html::respond(reconcile(&state, body).await)
+}
+
+async fn reconcile(
+    state: &AppState,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> Result<HttpResponse, AppError> {
+    let form = html::parse_form(&body.map_err(payload_error)?);
+    csrf::verify(
+        &state.csrf_key,
+        form.get("csrf_token").map(String::as_str),
+        html::now_secs(),
+    )?;
+    crate::reconcile::reconcile_once(state, "admin").await?;
+    Ok(html::see_other("/admin"))
+}

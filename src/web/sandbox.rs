@@ -1,0 +1,91 @@
+//! The sandbox pay page (no STRIPE_SECRET_KEY): stands in for the provider's checkout.
+//! The shopper picks succeed / fail / cancel and a delivery chaos; `crate::sandbox::act`
+//! moves the intent and enqueues the webhooks, and the shopper is sent to the return URL.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use askama::Template;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::db;
+use crate::error::AppError;
+use crate::sandbox::{self, Action, Chaos};
+use crate::state::AppState;
+use crate::web::{csrf, html, payload_error};
+
+/// Intent statuses the sandbox still accepts an action in (see `sandbox::act`).
+const OPEN: [&str; 2] = ["requires_payment_method", "processing"];
+
+#[derive(Template)]
+#[template(path = "sandbox_pay.html")]
+struct SandboxPayPage {
+    pi: String,
+    amount: String,
+    credits: Option<i64>,
+    order_id: Option<Uuid>,
+    intent_status: String,
+    open: bool,
+    csrf_token: String,
+}
+
+pub async fn get_sandbox_pay(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    html::respond(pay_page(&state, &path).await)
+}
+
+pub async fn post_sandbox_pay(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> HttpResponse {
+    html::respond(pay(&state, &path, body).await)
+}
+
+async fn pay_page(state: &AppState, pi: &str) -> Result<HttpResponse, AppError> {
+    if !state.config.is_sandbox() {
+        return Err(AppError::NotFound("page"));
+    }
+    let intent = sandbox::find_intent(state, pi).await?;
+    let order_id = intent
+        .metadata
+        .get("order_id")
+        .and_then(Value::as_str)
+        .and_then(|s| Uuid::parse_str(s).ok());
+    let order = match order_id {
+        Some(id) => {
+            let mut conn = state.db.get().await?;
+            db::orders::find(&mut conn, id).await?
+        }
+        None => None,
+    };
+    let page = SandboxPayPage {
+        amount: html::money(intent.amount, &intent.currency),
+        credits: order.as_ref().map(|o| o.credits),
+        order_id: order.as_ref().map(|o| o.id),
+        open: OPEN.contains(&intent.status.as_str()),
+        intent_status: intent.status,
+        pi: intent.id,
+        csrf_token: csrf::issue(&state.csrf_key, html::now_secs()),
+    };
+    html::render(StatusCode::OK, &page)
+}
+
+async fn pay(
+    state: &AppState,
+    pi: &str,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> Result<HttpResponse, AppError> {
+    if !state.config.is_sandbox() {
+        return Err(AppError::NotFound("page"));
+    }
+    let form = html::parse_form(&body.map_err(payload_error)?);
+    csrf::verify(
+        &state.csrf_key,
+        form.get("csrf_token").map(String::as_str),
+        html::now_secs(),
+    )?;
+    let action = Action::parse(form.get("action").map_or("", String::as_str))?;
+    let chaos = Chaos::parse(form.get("chaos").map_or("", String::as_str))?;
+    let acted = sandbox::act(state, pi, action, chaos).await?;
+    Ok(html::see_other(&acted.return_url))
+}
