@@ -151,7 +151,9 @@ impl Application {
             let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
             let server = HttpServer::new(move || {
                 App::new()
-                    .wrap(tracing_actix_web::TracingLogger::default())
+                    .wrap(tracing_actix_web::TracingLogger::<
+                        crate::web::span::PathOnlySpan,
+                    >::new())
                     .app_data(app_state.clone())
                     .configure(crate::web::configure)
             })

@@ -28,7 +28,7 @@ pub enum Chaos {
     Duplicate,
     /// Delivered after a few seconds.
     Delay,
-    /// A stale event of the opposite meaning delivered after the real one.
+    /// A stale, earlier failure delivered after the real event.
     OutOfOrder,
 }
 
@@ -136,15 +136,11 @@ pub async fn act(
                 }
                 Chaos::Delay => enqueue(c, &main, now + DELAY).await?,
                 Chaos::OutOfOrder => {
-                    // A stale event of the opposite meaning, created earlier, arriving later.
-                    let (stale_type, stale_status) = match action {
-                        Action::Succeed => {
-                            ("payment_intent.payment_failed", "requires_payment_method")
-                        }
-                        Action::Fail | Action::Cancel => {
-                            ("payment_intent.processing", "processing")
-                        }
-                    };
+                    // A stale earlier failure arriving after the real event. Not a stale
+                    // `processing` after a failure: SPEC lets `failed` go back to
+                    // `processing` on a new attempt, so that would be a real change.
+                    let (stale_type, stale_status) =
+                        ("payment_intent.payment_failed", "requires_payment_method");
                     let stale_intent = Intent {
                         status: stale_status.to_owned(),
                         ..intent.clone()

@@ -22,17 +22,33 @@ struct Browser {
 impl Browser {
     /// `None` (after saying so) when no chromedriver is installed outside CI.
     async fn start(javascript: bool, name: &str) -> Option<Browser> {
-        let driver_path = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"].into_iter().find(|p| std::path::Path::new(p).exists());
+        let driver_path = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists());
         let Some(driver_path) = driver_path else {
             if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") {
                 panic!("chromium-driver is required in CI (.ci/run installs it)");
             }
-            eprintln!("SKIPPED browser test {name}: install chromium and chromium-driver (apt-get install chromium chromium-driver) to run it");
+            eprintln!(
+                "SKIPPED browser test {name}: install chromium and chromium-driver (apt-get install chromium chromium-driver) to run it"
+            );
             return None;
         };
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let driver = Command::new(driver_path).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        let profile = std::env::temp_dir().join(format!("paidonce-chromium-{}", uuid::Uuid::new_v4().simple()));
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let profile = std::env::temp_dir().join(format!(
+            "paidonce-chromium-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         let mut prefs = json!({});
         if !javascript {
             prefs = json!({"profile.managed_default_content_settings.javascript": 2});
@@ -50,7 +66,12 @@ impl Browser {
         );
         let deadline = Instant::now() + Duration::from_secs(20);
         let client = loop {
-            match ClientBuilder::rustls().unwrap().capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
+            match ClientBuilder::rustls()
+                .unwrap()
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
                 Ok(c) => break c,
                 Err(e) if Instant::now() < deadline => {
                     let _ = e;
@@ -59,9 +80,15 @@ impl Browser {
                 Err(e) => panic!("connecting to chromedriver: {e}"),
             }
         };
-        let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser").join(name);
+        let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join("browser")
+            .join(name);
         std::fs::create_dir_all(&shots).unwrap();
-        Some(Browser { client, driver, shots })
+        Some(Browser {
+            client,
+            driver,
+            shots,
+        })
     }
 
     async fn shot(&self, step: &str) {
@@ -77,7 +104,10 @@ impl Browser {
             if url.as_str().contains(part) {
                 return;
             }
-            assert!(Instant::now() < deadline, "never reached a URL with {part}; at {url}");
+            assert!(
+                Instant::now() < deadline,
+                "never reached a URL with {part}; at {url}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -92,7 +122,10 @@ impl Browser {
             if body.contains(text) {
                 return;
             }
-            assert!(Instant::now() < deadline, "page never showed {text:?}; it shows: {body}");
+            assert!(
+                Instant::now() < deadline,
+                "page never showed {text:?}; it shows: {body}"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -105,7 +138,9 @@ impl Browser {
 }
 
 async fn buy_credits_in_the_sandbox(javascript: bool, name: &str) {
-    let Some(browser) = Browser::start(javascript, name).await else { return };
+    let Some(browser) = Browser::start(javascript, name).await else {
+        return;
+    };
     let app = spawn_app().await;
     let email = unique_email();
     let c = &browser.client;
@@ -113,23 +148,45 @@ async fn buy_credits_in_the_sandbox(javascript: bool, name: &str) {
     // Arrange: the checkout page.
     c.goto(&format!("{}/", app.address)).await.unwrap();
     browser.shot("1-checkout").await;
-    c.find(Locator::Css("input[name=email]")).await.unwrap().send_keys(&email).await.unwrap();
+    c.find(Locator::Css("input[name=email]"))
+        .await
+        .unwrap()
+        .send_keys(&email)
+        .await
+        .unwrap();
     if let Ok(select) = c.find(Locator::Css("select[name=pack_id]")).await {
         select.select_by_value("starter").await.unwrap();
     } else {
-        c.find(Locator::Css("input[name=pack_id][value=starter]")).await.unwrap().click().await.unwrap();
+        c.find(Locator::Css("input[name=pack_id][value=starter]"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
     }
 
     // Act: buy, then press "succeed" on the sandbox pay page.
-    c.find(Locator::Css("form[action='/checkout'] [type=submit]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("form[action='/checkout'] [type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     browser.wait_for_url("/sandbox/pay/").await;
     browser.shot("2-sandbox-pay").await;
-    c.find(Locator::Css("button[name=action][value=succeed]")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("button[name=action][value=succeed]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     browser.wait_for_url("/status").await;
     browser.shot("3-status-unsettled").await;
 
     // Assert: the status page turns to paid by itself (polling, or meta refresh without JS).
-    browser.wait_for_text("100 credits added", Duration::from_secs(30)).await;
+    browser
+        .wait_for_text("100 credits added", Duration::from_secs(30))
+        .await;
     browser.shot("4-status-paid").await;
     assert_eq!(app.balance(&email).await, 100);
     app.assert_money_invariant().await;

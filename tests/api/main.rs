@@ -5,12 +5,15 @@
     reason = "tests fail loudly by design"
 )]
 
+mod admin;
+mod browser;
 mod cli;
 mod concurrency;
 mod db_outage;
 mod helpers;
 mod idempotency;
 mod orders;
+mod pages;
 mod reconcile;
 mod sandbox;
 mod stripe_double;

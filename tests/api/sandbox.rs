@@ -121,6 +121,22 @@ async fn sandbox_failure_and_cancel_settle_their_orders_and_a_settled_intent_ref
         .expect("a succeeded intent cannot be canceled");
     assert_eq!(err.code(), "payment_intent_settled");
 
+    // A stale earlier failure after a failure leaves it failed (not stuck in processing).
+    let stale = app.create_order(&unique_email(), "starter").await;
+    act(
+        &app.state,
+        stale["payment_intent_id"].as_str().unwrap(),
+        Action::Fail,
+        Chaos::OutOfOrder,
+    )
+    .await
+    .unwrap();
+    wait_for_outbox(&app, Duration::from_secs(10)).await;
+    assert_eq!(
+        app.order_status(stale["id"].as_str().unwrap()).await,
+        "failed"
+    );
+
     let canceled = app.create_order(&unique_email(), "starter").await;
     act(
         &app.state,

@@ -1,0 +1,135 @@
+//! The operator pages: authentication, what the dashboard shows, escaping, reconcile now.
+
+use serde_json::json;
+
+use crate::helpers::*;
+use crate::pages::csrf_token;
+
+async fn admin_page(app: &TestApp, path: &str) -> (u16, String) {
+    let res = app.admin_get(path).await;
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn admin_pages_need_the_admin_password() {
+    let app = spawn_app().await;
+    for path in ["/admin", "/admin/events"] {
+        let res = app
+            .client
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "{path}");
+        assert!(res.headers().get("www-authenticate").is_some());
+        let res = app
+            .client
+            .get(format!("{}{path}", app.address))
+            .basic_auth("admin", Some("nope"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "{path}");
+        let res = app
+            .client
+            .get(format!("{}{path}", app.address))
+            .basic_auth("root", Some(ADMIN_PASSWORD))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401, "{path}");
+        assert_eq!(app.admin_get(path).await.status(), 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_a_just_paid_order_and_its_event() {
+    let app = spawn_app().await;
+    let order = app.create_order(&unique_email(), "starter").await;
+    let event_id = new_event_id();
+    app.deliver(&succeeded(&event_id, &order)).await;
+    let (status, html) = admin_page(&app, "/admin").await;
+    assert_eq!(status, 200);
+    let id = order["id"].as_str().unwrap();
+    assert!(html.contains(&id[..8]), "recent orders list the order");
+    assert!(html.contains(&event_id), "recent events list the event");
+    assert!(html.contains("applied"));
+    let (status, detail) = admin_page(&app, &format!("/admin/orders/{id}")).await;
+    assert_eq!(status, 200);
+    for text in [
+        event_id.as_str(),
+        order["payment_intent_id"].as_str().unwrap(),
+        "pending",
+        "paid",
+    ] {
+        assert!(detail.contains(text), "order page lacks {text}");
+    }
+}
+
+#[tokio::test]
+async fn outside_values_are_escaped_everywhere() {
+    let app = spawn_app().await;
+    let evil = "<script>alert(1)</script>";
+    let event = json!({"id": format!("evt_{evil}"), "type": evil, "data": {"object": {"metadata": {"order_id": evil}}}});
+    assert_eq!(app.deliver(&event).await, (200, "ignored".into()));
+    for path in [
+        "/admin",
+        "/admin/events",
+        "/admin/events?type=%3Cscript%3Ealert(1)%3C%2Fscript%3E",
+    ] {
+        let (status, html) = admin_page(&app, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(!html.contains(evil), "{path} shows raw outside HTML");
+    }
+}
+
+#[tokio::test]
+async fn reconcile_now_needs_a_csrf_token() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .post(format!("{}/admin/reconcile", app.address))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .form(&[("x", "y")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let (_, html) = admin_page(&app, "/admin").await;
+    let token = csrf_token(&html);
+    let res = app
+        .client
+        .post(format!("{}/admin/reconcile", app.address))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .form(&[("csrf_token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let (_, html) = admin_page(&app, "/admin").await;
+    assert!(html.contains("admin"), "the run is shown with its trigger");
+}
+
+#[tokio::test]
+async fn metrics_move_after_a_webhook() {
+    let app = spawn_app().await;
+    let count = || async {
+        let text = app
+            .client
+            .get(format!("{}/metrics", app.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("webhook_events_total") && l.contains("outcome=\"applied\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let before = count().await;
+    let order = app.create_order(&unique_email(), "starter").await;
+    app.deliver(&succeeded(&new_event_id(), &order)).await;
+    assert!(count().await >= before + 1.0);
+}
