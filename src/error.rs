@@ -97,7 +97,7 @@ impl ResponseError for AppError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         if status.is_server_error() {
-            tracing::error!(code = self.code(), error = ?anyhow_chain(self), "request failed");
+            tracing::error!(code = self.code(), error = %self.chain(), "request failed");
         }
         let mut res = HttpResponse::build(status);
         match self {
@@ -116,16 +116,18 @@ impl ResponseError for AppError {
     }
 }
 
-/// The full cause chain, for logs only.
-fn anyhow_chain(err: &AppError) -> String {
-    let mut out = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
+impl AppError {
+    /// The full cause chain, for logs only.
+    pub fn chain(&self) -> String {
+        let mut out = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(s) = source {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            source = s.source();
+        }
+        out
     }
-    out
 }
 
 impl From<DieselError> for AppError {

@@ -14,7 +14,7 @@ use crate::error::AppError;
 use crate::state::AppState;
 use crate::web::admin_views::{Count, EventRow, OrderRow, RunView, TimelineRow, timeline};
 use crate::web::auth::AdminUser;
-use crate::web::{csrf, html, payload_error};
+use crate::web::{csrf, html};
 
 #[derive(Template)]
 #[template(path = "admin_dashboard.html")]
@@ -173,12 +173,7 @@ async fn reconcile(
     state: &AppState,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AppError> {
-    let form = html::parse_form(&body.map_err(payload_error)?);
-    csrf::verify(
-        &state.csrf_key,
-        form.get("csrf_token").map(String::as_str),
-        html::now_secs(),
-    )?;
+    html::verified_form(state, body)?;
     crate::reconcile::reconcile_once(state, "admin").await?;
     Ok(html::see_other("/admin"))
 }

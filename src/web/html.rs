@@ -78,7 +78,7 @@ pub fn error_page(err: &AppError) -> HttpResponse {
     let status = actix_web::ResponseError::status_code(err);
     if status.is_server_error() {
         // A root span of its own: the request's span would print the URL with the log line.
-        tracing::error!(parent: None, code = err.code(), error = %chain(err), "page failed");
+        tracing::error!(parent: None, code = err.code(), error = %err.chain(), "page failed");
     }
     let title = match status {
         StatusCode::NOT_FOUND => "Not found",
@@ -104,17 +104,6 @@ pub fn error_page(err: &AppError) -> HttpResponse {
     }
 }
 
-fn chain(err: &AppError) -> String {
-    let mut out = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 /// An urlencoded form body, whatever its Content-Type claims, so that a POST missing
 /// its token is refused with 403 by the CSRF check rather than 400 by the extractor.
 /// The first value of a repeated field wins.
@@ -126,6 +115,21 @@ pub fn parse_form(body: &[u8]) -> HashMap<String, String> {
             .or_insert_with(|| v.into_owned());
     }
     fields
+}
+
+/// The form fields of a state-changing POST, after its `csrf_token` checked out
+/// (403 otherwise, before anything else happens).
+pub fn verified_form(
+    state: &crate::state::AppState,
+    body: Result<actix_web::web::Bytes, actix_web::Error>,
+) -> Result<HashMap<String, String>, AppError> {
+    let form = parse_form(&body.map_err(crate::web::payload_error)?);
+    crate::web::csrf::verify(
+        &state.csrf_key,
+        form.get("csrf_token").map(String::as_str),
+        now_secs(),
+    )?;
+    Ok(form)
 }
 
 pub fn now_secs() -> i64 {

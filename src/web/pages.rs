@@ -12,7 +12,7 @@ use crate::domain::order::OrderStatus;
 use crate::error::AppError;
 use crate::orders::{create, view};
 use crate::state::AppState;
-use crate::web::{csrf, html, payload_error};
+use crate::web::{csrf, html};
 
 struct PackView {
     id: String,
@@ -53,12 +53,7 @@ async fn checkout(
     state: &AppState,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AppError> {
-    let form = html::parse_form(&body.map_err(payload_error)?);
-    csrf::verify(
-        &state.csrf_key,
-        form.get("csrf_token").map(String::as_str),
-        html::now_secs(),
-    )?;
+    let form = html::verified_form(state, body)?;
     let input = CheckoutInput {
         email: form.get("email").cloned().unwrap_or_default(),
         pack_id: form.get("pack_id").cloned().unwrap_or_default(),

@@ -12,7 +12,7 @@ use crate::db;
 use crate::error::AppError;
 use crate::sandbox::{self, Action, Chaos};
 use crate::state::AppState;
-use crate::web::{csrf, html, payload_error};
+use crate::web::{csrf, html};
 
 /// Intent statuses the sandbox still accepts an action in (see `sandbox::act`).
 const OPEN: [&str; 2] = ["requires_payment_method", "processing"];
@@ -78,12 +78,7 @@ async fn pay(
     if !state.config.is_sandbox() {
         return Err(AppError::NotFound("page"));
     }
-    let form = html::parse_form(&body.map_err(payload_error)?);
-    csrf::verify(
-        &state.csrf_key,
-        form.get("csrf_token").map(String::as_str),
-        html::now_secs(),
-    )?;
+    let form = html::verified_form(state, body)?;
     let action = Action::parse(form.get("action").map_or("", String::as_str))?;
     let chaos = Chaos::parse(form.get("chaos").map_or("", String::as_str))?;
     let acted = sandbox::act(state, pi, action, chaos).await?;
