@@ -1,0 +1,275 @@
+//! The load driver: closed-loop workers (a fixed number of clients, each sending its next
+//! request as soon as the previous answer arrived) and an open-loop schedule (requests sent
+//! at a fixed rate whatever the answers do, latency measured from the scheduled time so a
+//! slow server cannot hide its queueing). Percentiles come from sorting every sample.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Builds request `i` of a scenario.
+pub type MakeRequest = Arc<dyn Fn(usize) -> reqwest::RequestBuilder + Send + Sync>;
+
+/// What one scenario measured.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub name: String,
+    pub concurrency: String,
+    pub requests: usize,
+    pub elapsed: Duration,
+    /// Latencies in microseconds, sorted.
+    pub latencies_us: Vec<u64>,
+    /// HTTP status → count; 0 = transport error (no answer).
+    pub statuses: BTreeMap<u16, u64>,
+    /// Webhook `outcome` → count (when asked to parse bodies).
+    pub outcomes: BTreeMap<String, u64>,
+    /// The first few transport errors, for the log.
+    pub errors: Vec<String>,
+    /// Where the CPU went meanwhile (filled in by the caller).
+    pub cpu: Option<crate::cpu::Usage>,
+    /// (ms after the start the request was due, latency µs), in no particular order.
+    pub timeline: Vec<(u32, u64)>,
+    /// Open loop: the most a request left after its due time (the client falling behind).
+    pub max_send_lag: Duration,
+}
+
+impl Report {
+    pub fn rps(&self) -> f64 {
+        if self.elapsed.is_zero() {
+            return 0.0;
+        }
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Percentile `p` (0–100) in milliseconds, nearest-rank.
+    pub fn pct_ms(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let n = self.latencies_us.len();
+        let rank = ((p / 100.0) * n as f64).ceil() as usize;
+        let idx = rank.clamp(1, n) - 1;
+        self.latencies_us[idx] as f64 / 1000.0
+    }
+
+    pub fn max_ms(&self) -> f64 {
+        self.latencies_us.last().copied().unwrap_or(0) as f64 / 1000.0
+    }
+
+    pub fn count_status(&self, pred: impl Fn(u16) -> bool) -> u64 {
+        self.statuses
+            .iter()
+            .filter(|(s, _)| pred(**s))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    pub fn non_2xx(&self) -> u64 {
+        self.count_status(|s| !(200..300).contains(&s))
+    }
+
+    pub fn server_errors(&self) -> u64 {
+        self.count_status(|s| s >= 500 || s == 0)
+    }
+
+    pub fn statuses_text(&self) -> String {
+        self.statuses
+            .iter()
+            .map(|(s, n)| {
+                if *s == 0 {
+                    format!("err×{n}")
+                } else {
+                    format!("{s}×{n}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    pub fn outcomes_text(&self) -> String {
+        self.outcomes
+            .iter()
+            .map(|(o, n)| format!("{o}×{n}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Requests slower than `threshold_ms`, counted per second of the run.
+    pub fn slow_by_second(&self, threshold_ms: f64) -> Vec<usize> {
+        let secs = self.elapsed.as_secs() as usize + 1;
+        let mut buckets = vec![0; secs];
+        for (at, lat) in &self.timeline {
+            if *lat as f64 / 1000.0 > threshold_ms {
+                let b = (*at as usize / 1000).min(secs - 1);
+                buckets[b] += 1;
+            }
+        }
+        buckets
+    }
+
+    fn merge(&mut self, part: Part) {
+        self.timeline.extend(part.timeline);
+        self.latencies_us.extend(part.latencies_us);
+        for (s, n) in part.statuses {
+            *self.statuses.entry(s).or_default() += n;
+        }
+        for (o, n) in part.outcomes {
+            *self.outcomes.entry(o).or_default() += n;
+        }
+        for e in part.errors {
+            if self.errors.len() < 5 {
+                self.errors.push(e);
+            }
+        }
+    }
+
+    fn finish(&mut self, elapsed: Duration) {
+        self.elapsed = elapsed;
+        self.latencies_us.sort_unstable();
+        self.requests = self.latencies_us.len();
+    }
+}
+
+#[derive(Default)]
+struct Part {
+    latencies_us: Vec<u64>,
+    timeline: Vec<(u32, u64)>,
+    statuses: BTreeMap<u16, u64>,
+    outcomes: BTreeMap<String, u64>,
+    errors: Vec<String>,
+}
+
+impl Part {
+    async fn record(
+        &mut self,
+        origin: Instant,
+        sent: Instant,
+        result: reqwest::Result<reqwest::Response>,
+        parse: bool,
+    ) {
+        let at = sent.saturating_duration_since(origin).as_millis() as u32;
+        match result {
+            Ok(res) => {
+                let status = res.status().as_u16();
+                // Read the whole body before stopping the clock: the answer is the body.
+                let body = res.bytes().await;
+                let lat = sent.elapsed().as_micros() as u64;
+                self.latencies_us.push(lat);
+                self.timeline.push((at, lat));
+                *self.statuses.entry(status).or_default() += 1;
+                if parse {
+                    let outcome = body
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                        .and_then(|v| {
+                            v.get("outcome")
+                                .or_else(|| v.pointer("/error/code"))
+                                .and_then(Value::as_str)
+                                .map(str::to_owned)
+                        })
+                        .unwrap_or_else(|| "?".into());
+                    *self.outcomes.entry(outcome).or_default() += 1;
+                }
+            }
+            Err(e) => {
+                let lat = sent.elapsed().as_micros() as u64;
+                self.latencies_us.push(lat);
+                self.timeline.push((at, lat));
+                *self.statuses.entry(0).or_default() += 1;
+                if self.errors.len() < 5 {
+                    self.errors.push(e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// `concurrency` clients send requests 0.. until `total` are sent or `limit` has passed.
+pub async fn closed_loop(
+    name: &str,
+    concurrency: usize,
+    total: usize,
+    limit: Duration,
+    parse_outcomes: bool,
+    make: MakeRequest,
+) -> Report {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let next = next.clone();
+        let make = make.clone();
+        workers.push(tokio::spawn(async move {
+            let mut part = Part::default();
+            loop {
+                if started.elapsed() >= limit {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                let req = make(i);
+                let sent = Instant::now();
+                let result = req.send().await;
+                part.record(started, sent, result, parse_outcomes).await;
+            }
+            part
+        }));
+    }
+    let mut report = Report {
+        name: name.to_owned(),
+        concurrency: concurrency.to_string(),
+        ..Report::default()
+    };
+    for w in workers {
+        if let Ok(part) = w.await {
+            report.merge(part);
+        }
+    }
+    report.finish(started.elapsed());
+    report
+}
+
+/// Sends request `i` at `start + i / rate` for `total` requests, whatever the answers do;
+/// each latency counts from the request's scheduled time (no coordinated omission).
+pub async fn open_loop(
+    name: &str,
+    rate: f64,
+    total: usize,
+    parse_outcomes: bool,
+    make: MakeRequest,
+) -> Report {
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    let mut max_send_lag = Duration::ZERO;
+    for i in 0..total {
+        let due = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(due.into()).await;
+        max_send_lag = max_send_lag.max(due.elapsed());
+        let req = make(i);
+        tasks.push(tokio::spawn(async move {
+            let mut part = Part::default();
+            let result = req.send().await;
+            part.record(started, due, result, parse_outcomes).await;
+            part
+        }));
+    }
+    let mut report = Report {
+        name: name.to_owned(),
+        concurrency: format!("{rate:.0}/s open"),
+        max_send_lag,
+        ..Report::default()
+    };
+    for t in tasks {
+        if let Ok(part) = t.await {
+            report.merge(part);
+        }
+    }
+    report.finish(started.elapsed());
+    report
+}

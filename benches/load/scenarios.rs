@@ -1,0 +1,610 @@
+//! The scenarios, each measured the same way: CPU per process (cpu.rs) and server counters
+//! (WAL flushes, checkpoints, autovacuum) around the load, then a correctness check
+//! straight from the tables. Results land in `Bench::table` and `Bench::targets`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use diesel_async::AsyncPgConnection;
+use serde_json::json;
+
+use crate::Settings;
+use crate::cpu::{Meter, Snapshot, Usage};
+use crate::driver::{self, MakeRequest, Report};
+use crate::events;
+use crate::output::{ms, pgbench_row, print_pgbench, print_report, report_row, verdict};
+use crate::pgbench;
+use crate::stack::{self, DbStats, Instance, Pack};
+
+pub struct Bench {
+    pub s: Settings,
+    pub conn: AsyncPgConnection,
+    pub client: reqwest::Client,
+    pub a: Instance,
+    pub b: Instance,
+    pub meter: Meter,
+    pub pgbench: Option<PathBuf>,
+    pub work: PathBuf,
+    pub db_url: String,
+    /// Names everything this run seeds, so a shared DATABASE_URL can be reused.
+    pub tag: String,
+    pub pack: Pack,
+    /// The event body pgbench stores as payload: the same shape and size as the app's.
+    pub payload: String,
+    pub table: Vec<String>,
+    pub targets: Vec<String>,
+    pub all_ok: bool,
+    /// Every order the webhook scenarios seeded: what the poll reads.
+    pub poll_ids: Vec<String>,
+}
+
+/// Before a measurement.
+pub struct Mark {
+    db: DbStats,
+    cpu: Snapshot,
+}
+
+/// What the unique scenario found, for the ones after it.
+pub struct Peak {
+    pub concurrency: usize,
+    pub rps: f64,
+    /// Throughput at the storm's concurrency (or the last level).
+    pub at_storm: Option<(usize, f64)>,
+}
+
+impl Bench {
+    async fn mark(&mut self) -> anyhow::Result<Mark> {
+        Ok(Mark {
+            db: DbStats::read(&mut self.conn).await?,
+            cpu: self.meter.snapshot(),
+        })
+    }
+
+    /// Attaches the CPU used since `mark` to `r` and prints it, with the server counters.
+    async fn finish(&mut self, mark: &Mark, r: &mut Report) -> anyhow::Result<()> {
+        r.cpu = Some(Usage::between(&mark.cpu, &self.meter.snapshot()));
+        print_report(r);
+        let db = DbStats::read(&mut self.conn).await?.since(&mark.db);
+        println!("    db: {db}");
+        Ok(())
+    }
+
+    async fn pgbench(&mut self, title: &str, job: pgbench::Job<'_>) -> Option<pgbench::Outcome> {
+        let pgb = self.pgbench.clone()?;
+        let mark = self.mark().await.ok()?;
+        let result = pgbench::run(&pgb, &self.work, &self.db_url, job).await;
+        let usage = Usage::between(&mark.cpu, &self.meter.snapshot());
+        match result {
+            Ok(mut o) => {
+                o.cpu = Some(usage);
+                print_pgbench(title, &o);
+                let db = DbStats::read(&mut self.conn)
+                    .await
+                    .map(|d| d.since(&mark.db))
+                    .unwrap_or_default();
+                println!("    db: {db}");
+                Some(o)
+            }
+            Err(e) => {
+                println!("  pgbench {title}: {e:#}");
+                None
+            }
+        }
+    }
+
+    /// pgbench's webhook transaction on `per_client × c` fresh orders of `set`.
+    async fn pgbench_webhook(
+        &mut self,
+        title: &str,
+        set: &str,
+        c: usize,
+        app_like: bool,
+    ) -> anyhow::Result<Option<pgbench::Outcome>> {
+        if self.pgbench.is_none() {
+            return Ok(None);
+        }
+        let per_client = self.s.pgbench_txns.div_ceil(c);
+        stack::seed_pgbench_orders(&mut self.conn, &self.tag, set, per_client * c).await?;
+        let script = pgbench::webhook_script(&self.tag, set, app_like);
+        let defines = [
+            ("stride", per_client.to_string()),
+            ("i", "0".to_owned()),
+            ("payload", self.payload.clone()),
+        ];
+        let name = format!("webhook-{set}");
+        let job = pgbench::Job {
+            name: &name,
+            protocol: if app_like { "extended" } else { "prepared" },
+            script: &script,
+            clients: c,
+            length: pgbench::Length::PerClient(per_client),
+            defines: &defines,
+        };
+        let out = self.pgbench(title, job).await;
+        if out.is_some() {
+            let check =
+                stack::check_set(&mut self.conn, &format!("pgb-{}-{set}-", self.tag)).await?;
+            println!("  pgbench check: {}", check.text());
+        }
+        Ok(out)
+    }
+
+    /// One signed success per pending order at each concurrency, with pgbench's
+    /// transaction at the same client count (and at the pool's own connection count).
+    pub async fn unique(&mut self) -> anyhow::Result<Option<Peak>> {
+        println!("\n== unique: one signed payment_intent.succeeded per pending order, instance A");
+        let mut levels: Vec<(usize, Report, Option<pgbench::Outcome>)> = Vec::new();
+        for c in self.s.levels.clone() {
+            let set = format!("u{c}");
+            let orders = stack::seed_orders(&mut self.conn, &self.tag, &set, self.s.orders).await?;
+            self.poll_ids
+                .extend(orders.iter().map(|o| o.id.to_string()));
+            let make = events::post(
+                &self.client,
+                events::unique(&self.a.base, &self.tag, &set, &orders, &self.pack),
+            );
+            let mark = self.mark().await?;
+            let mut r = driver::closed_loop(
+                &format!("unique c={c}"),
+                c,
+                orders.len(),
+                self.s.scenario_limit,
+                true,
+                make,
+            )
+            .await;
+            self.finish(&mark, &mut r).await?;
+            let check =
+                stack::check_set(&mut self.conn, &format!("bench-{}-{set}-", self.tag)).await?;
+            let ok = check.paid as u64 == r.count_status(|st| st == 200)
+                && check.multi_grant == 0
+                && check.one_grant == check.paid
+                && r.server_errors() == 0;
+            self.all_ok &= ok;
+            println!(
+                "  check: {}{} → {}",
+                check.text(),
+                if r.requests == orders.len() {
+                    ""
+                } else {
+                    " (stopped at the time limit)"
+                },
+                if ok { "ok" } else { "WRONG" }
+            );
+            let pg = self
+                .pgbench_webhook("webhook transaction", &set, c, false)
+                .await?;
+            levels.push((c, r, pg));
+        }
+        // At the app's own connection count: the fairest limit for 10 pooled connections.
+        let pool = self.s.pool_size;
+        let pool_tps = match levels.iter().find(|(c, _, _)| *c == pool) {
+            Some((_, _, pg)) => pg.as_ref().filter(|o| o.ok).map(|o| o.tps),
+            None => {
+                let o = self
+                    .pgbench_webhook("webhook transaction", &format!("u{pool}"), pool, false)
+                    .await?;
+                let tps = o.as_ref().filter(|o| o.ok).map(|o| o.tps);
+                if let Some(o) = o {
+                    levels.push((pool, Report::default(), Some(o)));
+                }
+                tps
+            }
+        };
+        // As the app sends it: the pool's checkout ping (diesel-async's default
+        // RecyclingMethod::Verified) and every statement parsed anew (diesel caches no
+        // UPDATE and no INSERT of a struct with Option fields).
+        let app_like = self
+            .pgbench_webhook(
+                "webhook transaction + ping, unprepared (-M extended)",
+                "uapp",
+                pool,
+                true,
+            )
+            .await?;
+
+        let mut ratios = Vec::new();
+        for (c, r, pg) in &levels {
+            if r.requests == 0 {
+                if let Some(o) = pg {
+                    self.table.push(pgbench_row(
+                        "pgbench webhook tx",
+                        o,
+                        "pool-size clients: the app's own connection count",
+                    ));
+                }
+                continue;
+            }
+            let ratio = pg.as_ref().filter(|o| o.ok).map(|o| r.rps() / o.tps);
+            let note = ratio.map_or(String::new(), |x| format!("{x:.2} × pgbench; "));
+            self.table
+                .push(report_row(r, &format!("{note}{}", r.outcomes_text())));
+            if let Some(o) = pg {
+                self.table.push(pgbench_row("pgbench webhook tx", o, ""));
+            }
+            if let (Some(x), Some(o)) = (ratio, pg) {
+                ratios.push(format!("c={c} {x:.2}"));
+                self.targets.push(format!(
+                    "[{}] unique c={c}: {:.0} req/s ≥ 0.6 × pgbench {:.0} tps → ratio {x:.3}",
+                    verdict(x >= 0.6),
+                    r.rps(),
+                    o.tps
+                ));
+            }
+        }
+        if let Some(o) = &app_like {
+            self.table.push(pgbench_row(
+                "pgbench webhook tx + ping, -M extended",
+                o,
+                "as the app sends it, pool-size clients",
+            ));
+        }
+        let measured: Vec<&(usize, Report, Option<pgbench::Outcome>)> =
+            levels.iter().filter(|(_, r, _)| r.requests > 0).collect();
+        let Some(best) = measured
+            .iter()
+            .max_by(|x, y| x.1.rps().total_cmp(&y.1.rps()))
+        else {
+            return Ok(None);
+        };
+        let peak = Peak {
+            concurrency: best.0,
+            rps: best.1.rps(),
+            at_storm: measured
+                .iter()
+                .find(|(c, _, _)| *c == self.s.storm_concurrency)
+                .or(measured.last())
+                .map(|(c, r, _)| (*c, r.rps())),
+        };
+        let mut parts = Vec::new();
+        if let Some(t) = pool_tps {
+            parts.push(format!(
+                "vs pgbench at the pool's {pool} connections {t:.0} tps → {:.2}",
+                peak.rps / t
+            ));
+        }
+        if let Some(o) = app_like.as_ref().filter(|o| o.ok) {
+            parts.push(format!(
+                "vs the transaction as the app sends it (ping + unprepared) {:.0} tps → {:.2}",
+                o.tps,
+                peak.rps / o.tps
+            ));
+        }
+        if !parts.is_empty() {
+            self.targets.push(format!(
+                "[info] peak unique {:.0} req/s (c={}) {}",
+                peak.rps,
+                peak.concurrency,
+                parts.join("; ")
+            ));
+        }
+        Ok(Some(peak))
+    }
+
+    /// Unique events at half the peak rate, open loop: is the tail tight when not saturated?
+    pub async fn half_peak(&mut self, peak: &Peak) -> anyhow::Result<()> {
+        let rate = (peak.rps / 2.0).max(1.0);
+        let total = ((rate * self.s.half_secs) as usize).max(1);
+        println!(
+            "\n== unique at half of peak: {rate:.0}/s open loop (peak {:.0} req/s at c={}), {total} events, instance A",
+            peak.rps, peak.concurrency
+        );
+        let orders = stack::seed_orders(&mut self.conn, &self.tag, "half", total).await?;
+        self.poll_ids
+            .extend(orders.iter().map(|o| o.id.to_string()));
+        let make = events::post(
+            &self.client,
+            events::unique(&self.a.base, &self.tag, "half", &orders, &self.pack),
+        );
+        let mark = self.mark().await?;
+        let mut r = driver::open_loop("unique half-peak", rate, total, true, make).await;
+        self.finish(&mark, &mut r).await?;
+        let (p50, p99) = (r.pct_ms(50.0), r.pct_ms(99.0));
+        println!(
+            "    requests slower than 3 × p50 ({} ms), per second: {:?}; the client sent at most {:.1} ms late",
+            ms(3.0 * p50),
+            r.slow_by_second(3.0 * p50),
+            r.max_send_lag.as_secs_f64() * 1000.0
+        );
+        let check = stack::check_set(&mut self.conn, &format!("bench-{}-half-", self.tag)).await?;
+        let ok = check.all_paid_once() && r.server_errors() == 0;
+        self.all_ok &= ok;
+        println!(
+            "  check: {} → {}",
+            check.text(),
+            if ok { "ok" } else { "WRONG" }
+        );
+        let spread = if p50 > 0.0 { p99 / p50 } else { 0.0 };
+        self.targets.push(format!(
+            "[{}] webhook p99 ≤ 3 × p50 at half of peak: p50 {} ms, p99 {} ms → {spread:.1} ×",
+            verdict(p99 <= 3.0 * p50),
+            ms(p50),
+            ms(p99),
+        ));
+        self.table
+            .push(report_row(&r, &format!("p99/p50 = {spread:.1}")));
+        Ok(())
+    }
+
+    /// Every event delivered `storm_copies` times at once, split over two instances on
+    /// one database; instance A's memory watched meanwhile.
+    pub async fn storm(&mut self, unique_at: Option<(usize, f64)>) -> anyhow::Result<()> {
+        let (events_n, copies) = (self.s.storm_events, self.s.storm_copies);
+        println!(
+            "\n== storm: {events_n} events × {copies} copies, concurrent, split across instances A and B"
+        );
+        let orders = stack::seed_orders(&mut self.conn, &self.tag, "storm", events_n).await?;
+        self.poll_ids
+            .extend(orders.iter().map(|o| o.id.to_string()));
+        let mut deliveries = Vec::with_capacity(orders.len() * copies);
+        for (k, o) in orders.iter().enumerate() {
+            let event =
+                events::succeeded(&format!("evt_bench_{}_storm_{k}", self.tag), o, &self.pack);
+            // The copies of one event go out back to back, alternating instances, so
+            // they are in flight together: the hardest case for the dedup.
+            for copy in 0..copies {
+                let base = if (k + copy) % 2 == 0 {
+                    &self.a.base
+                } else {
+                    &self.b.base
+                };
+                deliveries.push(events::delivery(base, &event));
+            }
+        }
+        let total = deliveries.len();
+        let make = events::post(&self.client, deliveries);
+        let peak_reset = self.a.reset_peak();
+        let rss_before = self.a.rss_kib().unwrap_or(0);
+        let sampling = Arc::new(AtomicBool::new(true));
+        let rss_max = Arc::new(AtomicU64::new(0));
+        let sampler = {
+            let (sampling, rss_max, pid) = (sampling.clone(), rss_max.clone(), self.a.pid);
+            tokio::spawn(async move {
+                while sampling.load(Ordering::Relaxed) {
+                    if let Some(kib) = stack::proc_kib(pid, "VmRSS:") {
+                        rss_max.fetch_max(kib, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        };
+        let mark = self.mark().await?;
+        let mut storm = driver::closed_loop(
+            "storm",
+            self.s.storm_concurrency,
+            total,
+            self.s.scenario_limit,
+            true,
+            make,
+        )
+        .await;
+        sampling.store(false, Ordering::Relaxed);
+        let _ = sampler.await;
+        let hwm = self.a.hwm_kib().unwrap_or(0);
+        self.finish(&mark, &mut storm).await?;
+        let check = stack::check_set(&mut self.conn, &format!("bench-{}-storm-", self.tag)).await?;
+        let applied = storm.outcomes.get("applied").copied().unwrap_or(0) as usize;
+        let ok = check.all_paid_once()
+            && check.total as usize == events_n
+            && check.events as usize == events_n
+            && applied == events_n
+            && storm.non_2xx() == 0;
+        self.all_ok &= ok;
+        println!(
+            "  check: {} → {}",
+            check.text(),
+            if ok { "ok" } else { "WRONG" }
+        );
+        println!(
+            "  instance A memory: VmHWM {:.1} MiB during the storm ({}), sampled VmRSS max {:.1} MiB, before {:.1} MiB",
+            hwm as f64 / 1024.0,
+            if peak_reset {
+                "peak reset before the storm"
+            } else {
+                "peak since start: clear_refs refused"
+            },
+            rss_max.load(Ordering::Relaxed) as f64 / 1024.0,
+            rss_before as f64 / 1024.0
+        );
+        println!("  instance A log: {}", self.a.log_summary());
+        println!("  instance B log: {}", self.b.log_summary());
+        let vs_unique = unique_at.map(|(c, rps)| (c, storm.rps() / rps));
+        self.table.push(report_row(
+            &storm,
+            &format!(
+                "{}; {} grants{}",
+                storm.outcomes_text(),
+                check.grant_rows,
+                vs_unique.map_or(String::new(), |(c, x)| format!("; {x:.2} × unique c={c}"))
+            ),
+        ));
+        self.targets.push(format!(
+            "[{}] storm: non-2xx {}, grants {} (exactly {events_n} wanted), orders paid once {}/{}",
+            verdict(
+                storm.non_2xx() == 0
+                    && check.grant_rows as usize == events_n
+                    && check.all_paid_once()
+            ),
+            storm.non_2xx(),
+            check.grant_rows,
+            check.one_grant,
+            check.total
+        ));
+        if let Some((c, x)) = vs_unique {
+            self.targets.push(format!(
+                "[{}] storm throughput ≥ 0.8 × unique (c={c}): {:.0} vs {:.0} req/s → {x:.2}",
+                verdict(x >= 0.8),
+                storm.rps(),
+                storm.rps() / x
+            ));
+        }
+        self.targets.push(format!(
+            "[{}] RSS of one instance under the storm ≤ 64 MiB: VmHWM {:.1} MiB",
+            verdict(hwm > 0 && hwm <= 64 * 1024),
+            hwm as f64 / 1024.0
+        ));
+        Ok(())
+    }
+
+    /// POST /api/orders against a provider that answers after `stripe_latency`.
+    pub async fn create(&mut self) -> anyhow::Result<()> {
+        let s = &self.s;
+        let ideal = s.create_concurrency as f64 / s.stripe_latency.as_secs_f64().max(0.001);
+        println!(
+            "\n== create: POST /api/orders, Stripe double answering after {} ms, pool size {}, {} clients, {} s{}",
+            s.stripe_latency.as_millis(),
+            s.pool_size,
+            s.create_concurrency,
+            s.create_secs,
+            if s.create_idempotency {
+                ", an Idempotency-Key each"
+            } else {
+                ""
+            }
+        );
+        let make: MakeRequest = {
+            let client = self.client.clone();
+            let url = format!("{}/api/orders", self.a.base);
+            let tag = self.tag.clone();
+            let with_key = s.create_idempotency;
+            Arc::new(move |i: usize| {
+                let req = client.post(&url).json(
+                    &json!({"email": format!("create-{tag}-{i}@bench.example"), "pack_id": "starter"}),
+                );
+                if with_key {
+                    req.header("Idempotency-Key", format!("load-{tag}-{i}"))
+                } else {
+                    req
+                }
+            })
+        };
+        let (clients, secs) = (s.create_concurrency, s.create_secs);
+        let latency = s.stripe_latency.as_secs_f64();
+        let mark = self.mark().await?;
+        let mut create = driver::closed_loop(
+            "create",
+            clients,
+            usize::MAX,
+            Duration::from_secs(secs),
+            false,
+            make,
+        )
+        .await;
+        self.finish(&mark, &mut create).await?;
+        let created = stack::check_created(&mut self.conn, &self.tag).await?;
+        let created_201 = create.count_status(|st| st == 201);
+        let ok = created.without_intent == 0
+            && created.orders as u64 == created_201
+            && created.distinct_intents == created.orders
+            && create.server_errors() == 0;
+        self.all_ok &= ok;
+        println!(
+            "  check: {} orders stored for {created_201} × 201, {} without a PaymentIntent, {} distinct intents → {}",
+            created.orders,
+            created.without_intent,
+            created.distinct_intents,
+            if ok { "ok" } else { "WRONG" }
+        );
+        self.table.push(report_row(
+            &create,
+            &format!(
+                "{:.2} × ideal {ideal:.0}/s (= clients / provider latency)",
+                create.rps() / ideal
+            ),
+        ));
+        self.targets.push(format!(
+            "[{}] create ≥ 0.7 × {clients}/{latency:.1}s = {:.0} orders/s: {:.0} orders/s ({:.2} × ideal)",
+            verdict(create.rps() >= 0.7 * ideal),
+            0.7 * ideal,
+            create.rps(),
+            create.rps() / ideal
+        ));
+        Ok(())
+    }
+
+    /// GET /api/orders/{id} over every seeded order, and pgbench's lookup.
+    pub async fn poll(&mut self) -> anyhow::Result<()> {
+        let (clients, secs) = (self.s.poll_concurrency, self.s.poll_secs);
+        println!(
+            "\n== poll: GET /api/orders/{{id}} over {} orders, {clients} clients, {secs} s, instance A",
+            self.poll_ids.len()
+        );
+        let make: MakeRequest = {
+            let client = self.client.clone();
+            let urls: Arc<Vec<String>> = Arc::new(
+                self.poll_ids
+                    .iter()
+                    .map(|id| format!("{}/api/orders/{id}", self.a.base))
+                    .collect(),
+            );
+            Arc::new(move |i: usize| {
+                // A fixed stride through the ids: every order, in no cache-friendly order.
+                let k = i.wrapping_mul(2_654_435_761) % urls.len();
+                client.get(&urls[k])
+            })
+        };
+        let mark = self.mark().await?;
+        let mut poll = driver::closed_loop(
+            "poll",
+            clients,
+            usize::MAX,
+            Duration::from_secs(secs),
+            false,
+            make,
+        )
+        .await;
+        self.finish(&mark, &mut poll).await?;
+        self.all_ok &= poll.server_errors() == 0 && poll.non_2xx() == 0;
+        // pgbench over the orders it seeded for the first level (they exist in any case).
+        let mut note = String::new();
+        let mut pg_row = None;
+        if let Some(&c0) = self.s.levels.first() {
+            let set = format!("u{c0}");
+            let pool = self.s.pgbench_txns.div_ceil(c0) * c0;
+            let script = pgbench::select_script(&self.tag, &set);
+            let defines = [("pool", pool.to_string())];
+            let job = pgbench::Job {
+                name: "select",
+                protocol: "prepared",
+                script: &script,
+                clients,
+                length: pgbench::Length::Secs(self.s.pgbench_secs),
+                defines: &defines,
+            };
+            if let Some(o) = self.pgbench("select-only (the poll's lookup)", job).await {
+                let x = poll.rps() / o.tps;
+                note = format!("{x:.2} × pgbench select-only");
+                self.targets.push(format!(
+                    "[{}] poll ≥ 0.5 × pgbench select-only: {:.0} req/s vs {:.0} tps → {x:.2}",
+                    verdict(x >= 0.5),
+                    poll.rps(),
+                    o.tps
+                ));
+                pg_row = Some(pgbench_row("pgbench select-only", &o, ""));
+            }
+        }
+        self.table.push(report_row(&poll, &note));
+        self.table.extend(pg_row);
+        Ok(())
+    }
+
+    /// Every account's balance through the admin API = Σ its ledger = its paid orders.
+    pub async fn balances(&mut self) -> anyhow::Result<()> {
+        println!(
+            "\n== correctness: every account's balance through GET /admin/api/accounts/{{email}}"
+        );
+        let (checked, wrong, total, first) =
+            stack::check_balances(&mut self.conn, &self.client, &self.a.base, &self.tag).await?;
+        self.all_ok &= wrong == 0;
+        println!(
+            "  {checked} accounts: balance = Σ ledger = credits of paid orders for {} of them; total {total} credits{}",
+            checked - wrong,
+            first.map_or(String::new(), |f| format!("; first wrong: {f}"))
+        );
+        println!("  instance A log: {}", self.a.log_summary());
+        println!("  instance B log: {}", self.b.log_summary());
+        Ok(())
+    }
+}
