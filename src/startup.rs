@@ -61,6 +61,8 @@ pub async fn build_state(
     // With more than one rustls backend in the build (dependencies may enable aws-lc-rs
     // too), rustls cannot choose by itself and the Stripe client would panic: choose.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Install the metrics recorder now: counters recorded before it exists are lost.
+    crate::telemetry::metrics();
     let pool: Pool = db::pool(url, config.pool_size)?;
     let mut conn = pool.get().await.context("connecting to the database")?;
     let csrf_key = db::secrets::get_or_insert(&mut conn, "csrf_key", &random_token(48)).await?;

@@ -95,8 +95,18 @@ async fn serve_with_a_stripe_key_but_no_webhook_secret_refuses_to_start() {
 )]
 /// Starts `paidonce` on the embedded database, returns (child, address, stdout lines so far).
 fn start_embedded(data_dir: &std::path::Path) -> (std::process::Child, String, Vec<String>) {
-    let mut child = paidonce()
-        .env("PAIDONCE_DATA_DIR", data_dir)
+    let mut cmd = paidonce();
+    cmd.env("PAIDONCE_DATA_DIR", data_dir);
+    start(cmd)
+}
+
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child is handed to the caller, which waits for it"
+)]
+/// Starts a configured `paidonce serve` and waits for its `listening on` line.
+fn start(mut cmd: Command) -> (std::process::Child, String, Vec<String>) {
+    let mut child = cmd
         .env("PAIDONCE_BIND", "127.0.0.1:0")
         .env("RECONCILE_INTERVAL_SECS", "0")
         .stdout(Stdio::piped())
@@ -171,4 +181,36 @@ async fn the_embedded_database_starts_restarts_and_keeps_its_data() {
     assert_eq!(res.status(), 200, "the data survived the restart");
     stop(&mut child);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn counters_recorded_before_the_first_scrape_are_kept() {
+    let db = TestDb::new().await;
+    let mut cmd = paidonce();
+    cmd.env("DATABASE_URL", &db.url)
+        .env("STRIPE_WEBHOOK_SECRET", "whsec_x");
+    let (mut child, addr, _) = start(cmd);
+    let client = reqwest::Client::new();
+    let res = client
+        .post(format!("{addr}/webhooks/stripe"))
+        .header("Stripe-Signature", "t=1,v1=00")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let text = client
+        .get(format!("{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    stop(&mut child);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("webhook_signature_failures_total") && l.ends_with(" 1")),
+        "the failure before the first scrape is counted: {text}"
+    );
 }
