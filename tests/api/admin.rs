@@ -113,23 +113,14 @@ async fn reconcile_now_needs_a_csrf_token() {
 #[tokio::test]
 async fn metrics_move_after_a_webhook() {
     let app = spawn_app().await;
-    let count = || async {
-        let text = app
-            .client
-            .get(format!("{}/metrics", app.address))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .filter(|l| l.starts_with("webhook_events_total") && l.contains("outcome=\"applied\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
-    let before = count().await;
+    let before = app
+        .metric("webhook_events_total", "outcome=\"applied\"")
+        .await;
     let order = app.create_order(&unique_email(), "starter").await;
     app.deliver(&succeeded(&new_event_id(), &order)).await;
-    assert!(count().await >= before + 1.0);
+    assert!(
+        app.metric("webhook_events_total", "outcome=\"applied\"")
+            .await
+            >= before + 1.0
+    );
 }

@@ -308,6 +308,23 @@ impl TestApp {
         body["balance"].as_i64().expect("balance")
     }
 
+    /// Sum of the samples of `metric` whose labels contain `label` (e.g. `outcome="applied"`).
+    pub async fn metric(&self, metric: &str, label: &str) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with(metric) && l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// SPEC §3's money rules, checked over every order in the database.
     pub async fn assert_money_invariant(&self) {
         assert_money_invariant(&self.db).await;
