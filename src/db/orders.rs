@@ -252,15 +252,6 @@ pub async fn release_leases(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> Query
         .map(|_| ())
 }
 
-pub async fn recent(conn: &mut AsyncPgConnection, limit: i64) -> QueryResult<Vec<Order>> {
-    orders::table
-        .order(orders::created_at.desc())
-        .limit(limit)
-        .select(Order::as_select())
-        .load(conn)
-        .await
-}
-
 /// The newest orders with their account's e-mail, for the operator page.
 pub async fn recent_with_email(
     conn: &mut AsyncPgConnection,
@@ -275,23 +266,7 @@ pub async fn recent_with_email(
         .await
 }
 
-/// Unsettled orders older than `before`: what an operator should look at.
-pub async fn stuck(
-    conn: &mut AsyncPgConnection,
-    before: DateTime<Utc>,
-    limit: i64,
-) -> QueryResult<Vec<Order>> {
-    orders::table
-        .filter(orders::status.eq_any(OrderStatus::UNSETTLED))
-        .filter(orders::created_at.lt(before))
-        .order(orders::created_at)
-        .limit(limit)
-        .select(Order::as_select())
-        .load(conn)
-        .await
-}
-
-/// `stuck`, with each order's account e-mail.
+/// Unsettled orders older than `before`, with their account's e-mail: what an operator should look at.
 pub async fn stuck_with_email(
     conn: &mut AsyncPgConnection,
     before: DateTime<Utc>,
