@@ -27,6 +27,23 @@ async fn page(app: &TestApp, path: &str) -> (u16, String) {
     (res.status().as_u16(), res.text().await.unwrap())
 }
 
+/// Posts the checkout form as a browser would: with the token from the page.
+async fn checkout(app: &TestApp, email: &str) -> reqwest::Response {
+    let (_, html) = page(app, "/").await;
+    let token = csrf_token(&html);
+    let form = [
+        ("email", email),
+        ("pack_id", "starter"),
+        ("csrf_token", token.as_str()),
+    ];
+    app.client
+        .post(format!("{}/checkout", app.address))
+        .form(&form)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn order_count(app: &TestApp) -> usize {
     use diesel_async::RunQueryDsl;
     let mut conn = app.db.conn().await;
@@ -86,20 +103,7 @@ async fn checkout_without_or_with_a_wrong_token_is_403_and_creates_nothing() {
 #[tokio::test]
 async fn checkout_with_a_token_creates_the_order_and_redirects_to_its_pay_page() {
     let app = spawn_app().await;
-    let (_, html) = page(&app, "/").await;
-    let token = csrf_token(&html);
-    let form = [
-        ("email", "shopper@example.com"),
-        ("pack_id", "starter"),
-        ("csrf_token", token.as_str()),
-    ];
-    let res = app
-        .client
-        .post(format!("{}/checkout", app.address))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let res = checkout(&app, "shopper@example.com").await;
     assert_eq!(res.status(), 303);
     let location = res.headers()["location"].to_str().unwrap().to_owned();
     assert!(
@@ -137,20 +141,7 @@ async fn checkout_with_a_token_creates_the_order_and_redirects_to_its_pay_page()
 #[tokio::test]
 async fn form_errors_re_render_with_the_message_and_the_input_kept() {
     let app = spawn_app().await;
-    let (_, html) = page(&app, "/").await;
-    let token = csrf_token(&html);
-    let form = [
-        ("email", "not-an-email"),
-        ("pack_id", "starter"),
-        ("csrf_token", token.as_str()),
-    ];
-    let res = app
-        .client
-        .post(format!("{}/checkout", app.address))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
+    let res = checkout(&app, "not-an-email").await;
     assert_eq!(res.status(), 422);
     let html = res.text().await.unwrap();
     assert!(html.contains("not-an-email"), "input kept");
