@@ -17,7 +17,9 @@
 //! LOAD_PGBENCH_TXNS [10000] per webhook run, LOAD_PGBENCH_SECS [8] for select-only;
 //! LOAD_SCENARIO_SECS [30] cap per closed-loop scenario; LOAD_PG_SETTINGS
 //! (`name=value,…` for the embedded server); LOAD_DATA_DIR (keep the cluster there);
-//! LOAD_PGBENCH (path); DATABASE_URL (use that database instead).
+//! LOAD_PGBENCH (path); DATABASE_URL (use that database instead); LOAD_SCENARIOS
+//! [unique,half,storm,create,poll] a subset to run while profiling (half needs unique,
+//! poll polls the orders the webhook scenarios made).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -64,6 +66,7 @@ pub struct Settings {
     pgbench_secs: u64,
     scenario_limit: Duration,
     pg_settings: Vec<(String, String)>,
+    scenarios: Vec<String>,
 }
 
 fn env_or<T: FromStr>(name: &str, default: T) -> T {
@@ -109,7 +112,17 @@ impl Settings {
             pgbench_secs: env_or("LOAD_PGBENCH_SECS", 8),
             scenario_limit: Duration::from_secs(env_or("LOAD_SCENARIO_SECS", 30)),
             pg_settings,
+            scenarios: std::env::var("LOAD_SCENARIOS")
+                .unwrap_or_else(|_| "unique,half,storm,create,poll".into())
+                .split(',')
+                .map(|x| x.trim().to_owned())
+                .filter(|x| !x.is_empty())
+                .collect(),
         }
+    }
+
+    pub fn wants(&self, scenario: &str) -> bool {
+        self.scenarios.iter().any(|x| x == scenario)
     }
 }
 
@@ -230,14 +243,23 @@ async fn run(s: Settings) -> anyhow::Result<()> {
         poll_ids: Vec::new(),
     };
     let result = async {
-        if let Some(peak) = bench.unique().await? {
-            bench.half_peak(&peak).await?;
-            bench.storm(peak.at_storm).await?;
+        let peak = if bench.s.wants("unique") {
+            bench.unique().await?
         } else {
-            bench.storm(None).await?;
+            None
+        };
+        if let (Some(peak), true) = (&peak, bench.s.wants("half")) {
+            bench.half_peak(peak).await?;
         }
-        bench.create().await?;
-        bench.poll().await?;
+        if bench.s.wants("storm") {
+            bench.storm(peak.and_then(|p| p.at_storm)).await?;
+        }
+        if bench.s.wants("create") {
+            bench.create().await?;
+        }
+        if bench.s.wants("poll") {
+            bench.poll().await?;
+        }
         bench.balances().await
     }
     .await;

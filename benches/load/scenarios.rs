@@ -527,6 +527,10 @@ impl Bench {
     /// GET /api/orders/{id} over every seeded order, and pgbench's lookup.
     pub async fn poll(&mut self) -> anyhow::Result<()> {
         let (clients, secs) = (self.s.poll_concurrency, self.s.poll_secs);
+        if self.poll_ids.is_empty() {
+            println!("\n== poll: skipped, no orders to poll (run unique or storm first)");
+            return Ok(());
+        }
         println!(
             "\n== poll: GET /api/orders/{{id}} over {} orders, {clients} clients, {secs} s, instance A",
             self.poll_ids.len()

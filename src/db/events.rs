@@ -6,6 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::db::cached::CachedExt;
 use crate::db::schema::webhook_events;
 
 #[derive(Debug, Insertable)]
@@ -31,21 +32,23 @@ pub struct EventSummary {
 
 /// Stores the event unless its id was seen; `false` means a duplicate. A concurrent
 /// twin blocks on the primary key until the first transaction ends, then sees it.
+/// Takes a shared connection so the caller can pipeline it with the order lookup.
 pub async fn insert_if_new(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     event: &NewEvent<'_>,
 ) -> QueryResult<bool> {
     let inserted = diesel::insert_into(webhook_events::table)
         .values(event)
         .on_conflict(webhook_events::event_id)
         .do_nothing()
-        .execute(conn)
+        .cached()
+        .execute(&mut conn)
         .await?;
     Ok(inserted == 1)
 }
 
 pub async fn set_outcome(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     event_id: &str,
     outcome: &str,
     order_id: Option<Uuid>,
@@ -55,7 +58,8 @@ pub async fn set_outcome(
             webhook_events::outcome.eq(outcome),
             webhook_events::order_id.eq(order_id),
         ))
-        .execute(conn)
+        .cached()
+        .execute(&mut conn)
         .await
         .map(|_| ())
 }

@@ -34,10 +34,10 @@ pub struct Entry {
 
 /// Plain insert: the unique (order, kind, refund_total) key refuses a second grant or a
 /// second revocation for the same refund total, rolling back the caller's transaction.
-pub async fn insert(conn: &mut AsyncPgConnection, entry: &NewEntry<'_>) -> QueryResult<()> {
+pub async fn insert(mut conn: &AsyncPgConnection, entry: &NewEntry<'_>) -> QueryResult<()> {
     diesel::insert_into(ledger::table)
         .values(entry)
-        .execute(conn)
+        .execute(&mut conn)
         .await
         .map(|_| ())
 }

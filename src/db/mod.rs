@@ -3,6 +3,7 @@
 //! feature modules (`orders`, `webhook`, `idempotency`…) own transaction boundaries.
 
 pub mod accounts;
+pub mod cached;
 pub mod embedded;
 pub mod events;
 pub mod idempotency;

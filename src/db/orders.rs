@@ -11,6 +11,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::db::cached::CachedExt;
 use crate::db::schema::{accounts, order_transitions, orders};
 use crate::domain::order::{Change, OrderState, OrderStatus};
 
@@ -102,26 +103,27 @@ pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
 }
 
 /// Takes the order's row lock until the caller's transaction ends. Call inside a transaction.
-pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Order>> {
+/// The writes below take a shared connection too: settle pipelines them.
+pub async fn lock(mut conn: &AsyncPgConnection, id: Uuid) -> QueryResult<Option<Order>> {
     orders::table
         .find(id)
         .select(Order::as_select())
         .for_update()
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()
 }
 
 /// Like `lock`, finding the order by its PaymentIntent.
 pub async fn lock_by_payment_intent(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     pi: &str,
 ) -> QueryResult<Option<Order>> {
     orders::table
         .filter(orders::payment_intent_id.eq(pi))
         .select(Order::as_select())
         .for_update()
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()
 }
@@ -129,7 +131,7 @@ pub async fn lock_by_payment_intent(
 /// Writes a decided change, only if the order still has the status it was decided on.
 /// `None` means somebody else changed it first (cannot happen under the row lock).
 pub async fn apply_change(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     id: Uuid,
     expected: OrderStatus,
     change: &Change,
@@ -156,7 +158,8 @@ pub async fn apply_change(
         orders::updated_at.eq(diesel::dsl::now),
     ))
     .returning(Order::as_returning())
-    .get_result(conn)
+    .cached()
+    .get_result(&mut conn)
     .await
     .optional()
 }
@@ -186,7 +189,7 @@ pub async fn attach_payment_intent(
 }
 
 pub async fn insert_transition(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     order_id: Uuid,
     from: Option<OrderStatus>,
     to: OrderStatus,
@@ -199,7 +202,7 @@ pub async fn insert_transition(
             order_transitions::to_status.eq(to.as_str()),
             order_transitions::cause.eq(cause),
         ))
-        .execute(conn)
+        .execute(&mut conn)
         .await
         .map(|_| ())
 }

@@ -9,7 +9,7 @@ use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
 use crate::db::{ledger, orders};
-use crate::domain::order::{Decision, OrderStatus, PaymentFact, decide};
+use crate::domain::order::{Change, Decision, OrderStatus, PaymentFact, decide};
 
 /// How the provider's object points at the order.
 #[derive(Debug, Clone, Default)]
@@ -47,151 +47,173 @@ impl Settled {
     }
 }
 
-/// Applies `fact` to the order `reference` names. `cause` is recorded on the transition
-/// and ledger rows (an event id, `reconciler`, `return_sync`).
-pub async fn apply(
-    conn: &mut AsyncPgConnection,
-    reference: &OrderRef,
-    fact: &PaymentFact,
-    cause: &str,
-) -> QueryResult<Settled> {
-    let Some((order, names_other_order)) = lock_order(conn, reference).await? else {
-        return Ok(Settled::UnknownOrder);
-    };
-    let decision = if names_other_order {
-        Decision::Mismatch(
-            "the event's metadata.order_id names another order than its PaymentIntent",
-        )
-    } else {
-        decide(&order.state(), fact)
-    };
+/// The order a payment fact points at, row-locked until the transaction ends.
+#[derive(Debug, Clone)]
+pub struct Locked {
+    pub order: orders::Order,
+    /// Found by PaymentIntent while `metadata.order_id` named something else.
+    names_other_order: bool,
+}
 
-    match decision {
-        Decision::Noop => Ok(Settled::Noop { order_id: order.id }),
-        Decision::Mismatch(reason) => {
-            flag_for_review(conn, &order, cause, reason).await?;
-            Ok(Settled::Mismatch {
-                order_id: order.id,
-                reason,
-            })
+impl Locked {
+    /// What `fact` does to this order; pure, writes nothing.
+    pub fn decide(&self, fact: &PaymentFact) -> Decision {
+        if self.names_other_order {
+            Decision::Mismatch(
+                "the event's metadata.order_id names another order than its PaymentIntent",
+            )
+        } else {
+            decide(&self.order.state(), fact)
         }
-        Decision::Apply(change) => {
-            let Some(updated) = orders::apply_change(conn, order.id, order.status, &change).await?
-            else {
-                // Impossible under the row lock; refuse rather than write on a stale read.
-                return Err(diesel::result::Error::RollbackTransaction);
-            };
-            if updated.status != order.status {
-                orders::insert_transition(
-                    conn,
-                    order.id,
-                    Some(order.status),
-                    updated.status,
-                    cause,
-                )
-                .await?;
-                metrics::counter!("orders_settled_total", "status" => updated.status.as_str())
-                    .increment(1);
-            }
-            if let Some(credits) = change.grant {
-                let entry = ledger::NewEntry {
-                    account_id: order.account_id,
-                    order_id: order.id,
-                    kind: "grant",
-                    delta: credits,
-                    refund_total: 0,
-                    cause,
-                };
-                ledger::insert(conn, &entry).await?;
-            }
-            if let Some(revocation) = &change.revoke {
-                let entry = ledger::NewEntry {
-                    account_id: order.account_id,
-                    order_id: order.id,
-                    kind: "refund",
-                    delta: revocation.delta,
-                    refund_total: revocation.refund_total,
-                    cause,
-                };
-                ledger::insert(conn, &entry).await?;
-            }
-            Ok(Settled::Applied {
-                order_id: order.id,
-                from: order.status,
-                to: updated.status,
-            })
+    }
+
+    /// The result `write` brings about for `decision`.
+    pub fn settled(&self, decision: &Decision) -> Settled {
+        let order_id = self.order.id;
+        match decision {
+            Decision::Noop => Settled::Noop { order_id },
+            Decision::Mismatch(reason) => Settled::Mismatch { order_id, reason },
+            Decision::Apply(change) => Settled::Applied {
+                order_id,
+                from: self.order.status,
+                to: change.to,
+            },
         }
     }
 }
 
-/// Flags the referenced order for review without applying anything (a verified event
-/// that contradicts our configuration). Returns the order it flagged, if any.
-pub async fn flag(
-    conn: &mut AsyncPgConnection,
+/// Applies `fact` to the order `reference` names. `cause` is recorded on the transition
+/// and ledger rows (an event id, `reconciler`, `return_sync`).
+pub async fn apply(
+    conn: &AsyncPgConnection,
     reference: &OrderRef,
+    fact: &PaymentFact,
     cause: &str,
-    reason: &'static str,
-) -> QueryResult<Option<Uuid>> {
-    let Some((order, _)) = lock_order(conn, reference).await? else {
-        return Ok(None);
+) -> QueryResult<Settled> {
+    let Some(locked) = lock(conn, reference).await? else {
+        return Ok(Settled::UnknownOrder);
     };
-    flag_for_review(conn, &order, cause, reason).await?;
-    Ok(Some(order.id))
+    let decision = locked.decide(fact);
+    write(conn, &locked, &decision, cause).await?;
+    Ok(locked.settled(&decision))
 }
 
 /// Finds and row-locks the order: by `metadata.order_id`, else by PaymentIntent. The
-/// flag says the order was found by PaymentIntent while metadata named something else.
-async fn lock_order(
-    conn: &mut AsyncPgConnection,
-    reference: &OrderRef,
-) -> QueryResult<Option<(orders::Order, bool)>> {
+/// first lookup is sent as soon as the future is first polled, so a caller can pipeline
+/// it behind another statement (the webhook's dedup insert).
+pub async fn lock(conn: &AsyncPgConnection, reference: &OrderRef) -> QueryResult<Option<Locked>> {
     let by_metadata = reference
         .metadata_order_id
         .as_deref()
         .and_then(|s| Uuid::parse_str(s).ok());
     if let Some(id) = by_metadata {
         if let Some(order) = orders::lock(conn, id).await? {
-            return Ok(Some((order, false)));
+            return Ok(Some(Locked {
+                order,
+                names_other_order: false,
+            }));
         }
     }
     let Some(pi) = &reference.payment_intent_id else {
         return Ok(None);
     };
     let order = orders::lock_by_payment_intent(conn, pi).await?;
-    Ok(order.map(|o| (o, reference.metadata_order_id.is_some())))
+    Ok(order.map(|order| Locked {
+        order,
+        names_other_order: reference.metadata_order_id.is_some(),
+    }))
 }
 
-async fn flag_for_review(
-    conn: &mut AsyncPgConnection,
-    order: &orders::Order,
+/// Carries out a decision on the locked order: nothing, review, or the change.
+pub async fn write(
+    conn: &AsyncPgConnection,
+    locked: &Locked,
+    decision: &Decision,
     cause: &str,
-    reason: &str,
 ) -> QueryResult<()> {
-    tracing::warn!(order_id = %order.id, cause, reason, "payment contradicts the order; flagged for review");
-    metrics::counter!("orders_mismatch_total").increment(1);
-    if order.status == OrderStatus::NeedsReview {
-        return Ok(());
+    let order = &locked.order;
+    match decision {
+        Decision::Noop => Ok(()),
+        Decision::Mismatch(reason) => {
+            tracing::warn!(order_id = %order.id, cause, reason, "payment contradicts the order; flagged for review");
+            metrics::counter!("orders_mismatch_total").increment(1);
+            if order.status == OrderStatus::NeedsReview {
+                return Ok(());
+            }
+            let review = crate::domain::order::Change {
+                to: OrderStatus::NeedsReview,
+                grant: None,
+                revoke: None,
+                amount_refunded: order.amount_refunded,
+                dispute_seen: order.dispute_seen,
+                marks_paid: false,
+            };
+            write_change(conn, order, &review, cause).await
+        }
+        Decision::Apply(change) => {
+            write_change(conn, order, change, cause).await?;
+            if change.to != order.status {
+                metrics::counter!("orders_settled_total", "status" => change.to.as_str())
+                    .increment(1);
+            }
+            Ok(())
+        }
     }
-    let review = crate::domain::order::Change {
-        to: OrderStatus::NeedsReview,
-        grant: None,
-        revoke: None,
-        amount_refunded: order.amount_refunded,
-        dispute_seen: order.dispute_seen,
-        marks_paid: false,
+}
+
+/// The change's statements go out together, one round trip: none needs another's
+/// result, and any failure (the guard below, the ledger's unique key) aborts the
+/// transaction, so the others are rolled back with it.
+async fn write_change(
+    conn: &AsyncPgConnection,
+    order: &orders::Order,
+    change: &Change,
+    cause: &str,
+) -> QueryResult<()> {
+    let entry = |kind, delta, refund_total| ledger::NewEntry {
+        account_id: order.account_id,
+        order_id: order.id,
+        kind,
+        delta,
+        refund_total,
+        cause,
     };
-    if orders::apply_change(conn, order.id, order.status, &review)
-        .await?
-        .is_none()
-    {
+    let grant = change.grant.map(|credits| entry("grant", credits, 0));
+    let revoke = change
+        .revoke
+        .as_ref()
+        .map(|r| entry("refund", r.delta, r.refund_total));
+    let moves = change.to != order.status;
+    let (updated, (), (), ()) = futures_util::try_join!(
+        orders::apply_change(conn, order.id, order.status, change),
+        when(
+            moves,
+            orders::insert_transition(conn, order.id, Some(order.status), change.to, cause)
+        ),
+        insert_entry(conn, grant.as_ref()),
+        insert_entry(conn, revoke.as_ref()),
+    )?;
+    if updated.is_none() {
+        // Impossible under the row lock; refuse rather than write on a stale read.
         return Err(diesel::result::Error::RollbackTransaction);
     }
-    orders::insert_transition(
-        conn,
-        order.id,
-        Some(order.status),
-        OrderStatus::NeedsReview,
-        cause,
-    )
-    .await
+    Ok(())
+}
+
+/// Runs `statement` only if `needed` (an unpolled future sends nothing).
+async fn when(
+    needed: bool,
+    statement: impl std::future::Future<Output = QueryResult<()>>,
+) -> QueryResult<()> {
+    if needed { statement.await } else { Ok(()) }
+}
+
+async fn insert_entry(
+    conn: &AsyncPgConnection,
+    entry: Option<&ledger::NewEntry<'_>>,
+) -> QueryResult<()> {
+    match entry {
+        Some(entry) => ledger::insert(conn, entry).await,
+        None => Ok(()),
+    }
 }

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::config::KeyMode;
 use crate::db;
+use crate::domain::order::Decision;
 use crate::error::AppError;
 use crate::orders::settle::{self, Settled};
 use crate::state::AppState;
@@ -124,9 +125,13 @@ fn verify(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), AppE
     })
 }
 
-/// The transaction body: dedup, settle, record the outcome.
+/// The transaction body: dedup, settle, record the outcome. Three round trips besides
+/// BEGIN and COMMIT: the dedup insert goes out with the order lookup behind it (Postgres
+/// runs them in order, so a concurrent twin still stops at the event's primary key
+/// first; a duplicate merely takes the order lock until its empty commit), and the
+/// settlement's writes go out with the outcome update.
 async fn apply(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     event: &Event,
     meaning: &Meaning,
     livemode_ok: bool,
@@ -138,27 +143,36 @@ async fn apply(
         api_version: event.api_version.as_deref(),
         payload: &event.raw,
     };
-    if !db::events::insert_if_new(conn, &new).await? {
-        return Ok(Outcome::Duplicate);
-    }
-    let (outcome, order_id) = match meaning {
-        Meaning::Ignored(_) => (Outcome::Ignored, None),
-        Meaning::Fact { reference, .. } if !livemode_ok => {
-            let flagged = settle::flag(
-                conn,
-                reference,
-                &event.id,
-                "event livemode contradicts the configured key",
-            )
-            .await?;
-            (Outcome::Mismatch, flagged)
-        }
-        Meaning::Fact { reference, fact } => {
-            let settled = settle::apply(conn, reference, fact, &event.id).await?;
-            (outcome_of(&settled), settled.order_id())
+    let lookup = async {
+        match meaning {
+            Meaning::Fact { reference, .. } => settle::lock(conn, reference).await,
+            Meaning::Ignored(_) => Ok(None),
         }
     };
-    db::events::set_outcome(conn, &event.id, outcome.as_str(), order_id).await?;
+    let (is_new, locked) = futures_util::try_join!(db::events::insert_if_new(conn, &new), lookup)?;
+    if !is_new {
+        return Ok(Outcome::Duplicate);
+    }
+    let (Meaning::Fact { fact, .. }, Some(locked)) = (meaning, locked) else {
+        let outcome = match meaning {
+            Meaning::Ignored(_) => Outcome::Ignored,
+            // A contradiction of our key is reported as such, found or not.
+            Meaning::Fact { .. } if !livemode_ok => Outcome::Mismatch,
+            Meaning::Fact { .. } => Outcome::UnknownOrder,
+        };
+        db::events::set_outcome(conn, &event.id, outcome.as_str(), None).await?;
+        return Ok(outcome);
+    };
+    let decision = if livemode_ok {
+        locked.decide(fact)
+    } else {
+        Decision::Mismatch("event livemode contradicts the configured key")
+    };
+    let outcome = outcome_of(&locked.settled(&decision));
+    futures_util::try_join!(
+        settle::write(conn, &locked, &decision, &event.id),
+        db::events::set_outcome(conn, &event.id, outcome.as_str(), Some(locked.order.id)),
+    )?;
     Ok(outcome)
 }
 

@@ -174,3 +174,19 @@ async fn livemode_contradicting_the_key_is_a_mismatch() {
         "needs_review"
     );
 }
+
+#[tokio::test]
+async fn livemode_contradicting_the_key_is_a_mismatch_even_for_an_unknown_order() {
+    let stripe = StripeDouble::start().await;
+    let app = spawn_app_with(&as_pairs(&stripe.env())).await;
+    let order = app.create_order(&unique_email(), "starter").await;
+    let mut event = succeeded(&new_event_id(), &order);
+    event["livemode"] = json!(true);
+    event["data"]["object"]["metadata"] = json!({});
+    event["data"]["object"]["id"] = json!("pi_nobody_knows");
+    assert_eq!(app.deliver(&event).await, (200, "mismatch".into()));
+    assert_eq!(
+        app.order_status(order["id"].as_str().unwrap()).await,
+        "pending"
+    );
+}
