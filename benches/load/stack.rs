@@ -87,6 +87,12 @@ struct One {
     v: String,
 }
 
+pub async fn exec(conn: &mut AsyncPgConnection, sql: &str) -> anyhow::Result<()> {
+    diesel_async::SimpleAsyncConnection::batch_execute(conn, sql)
+        .await
+        .with_context(|| format!("running {sql}"))
+}
+
 pub async fn text(conn: &mut AsyncPgConnection, sql: &str) -> anyhow::Result<String> {
     let row: One = diesel::sql_query(sql).get_result(conn).await?;
     Ok(row.v)
@@ -572,6 +578,14 @@ impl Instance {
             child,
             log,
         })
+    }
+
+    /// The address `base` names.
+    pub fn addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        let hostport = self.base.trim_start_matches("http://");
+        hostport
+            .parse()
+            .with_context(|| format!("instance address {hostport}"))
     }
 
     /// Resident set size now, KiB.
