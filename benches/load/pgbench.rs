@@ -1,7 +1,8 @@
 //! The limit: pgbench running the SQL paidonce runs, on the same database, at the same
-//! client counts. The webhook script is the transaction of src/webhook/mod.rs +
+//! client counts. The webhook scripts are the transaction of src/webhook/mod.rs +
 //! src/orders/settle.rs + src/db/{events,orders,ledger}.rs for a success that pays a
-//! pending order, statement for statement, prepared as diesel-async prepares them.
+//! pending order, statement for statement, prepared once per connection as diesel-async's
+//! statement cache does (db::cached makes that true for every one of them).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,29 +13,64 @@ use anyhow::{Context, bail};
 const ORDER_COLUMNS: &str = "id, account_id, pack_id, credits, amount, currency, status, provider_key, \
      payment_intent_id, client_secret, amount_refunded, dispute_seen, created_at, updated_at, paid_at";
 
+/// How the statements travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One round trip per statement (BEGIN, six statements, COMMIT): the transaction as
+    /// written, and the limit the issue's target names.
+    Sequential,
+    /// The app's own round trips: BEGIN; the dedup insert with the order lock behind it;
+    /// the four writes together; COMMIT. pgbench cannot `\gset` inside a pipeline, so the
+    /// writes name the order, its account and its credits the way the seeding chose them
+    /// instead of from the locked row: the same statements with the same values.
+    /// Needs -D accounts, credits and account_prefix (`<tag>:acct:`, a variable because
+    /// pgbench would read `:acct` inside a literal as one).
+    Pipelined,
+}
+
 /// Client `c`'s transaction `i` pays order `c * stride + i` of the set (-D stride, -D i=0:
 /// pgbench keeps a client's variables across its transactions), so no two transactions
 /// touch the same order, as with unique events.
-/// With `ping`, the transaction is preceded by the `SELECT $1` the app's pool sends to
-/// check a connection out (diesel-async's default `RecyclingMethod::Verified`).
-pub fn webhook_script(tag: &str, set: &str, ping: bool) -> String {
+pub fn webhook_script(tag: &str, set: &str, shape: Shape) -> String {
     let ev = format!("('evt_pgb_{tag}_{set}_' || :n::text)");
-    let ping = if ping { "SELECT 1;\n" } else { "" };
-    format!(
-        "\\set n :client_id * :stride + :i\n\
-         \\set i :i + 1\n\
-         {ping}BEGIN;\n\
-         INSERT INTO webhook_events (event_id, event_type, livemode, api_version, payload) \
-         VALUES ({ev}, 'payment_intent.succeeded', false, '2026-09-30.endive', :payload) ON CONFLICT (event_id) DO NOTHING;\n\
-         SELECT {ORDER_COLUMNS} FROM orders WHERE id = md5('pgb_{tag}_{set}_' || :n::text)::uuid LIMIT 1 FOR UPDATE \\gset o_\n\
-         UPDATE orders SET status = 'paid', amount_refunded = 0, dispute_seen = false, paid_at = COALESCE(paid_at, now()), \
-         updated_at = now() WHERE id = :o_id AND status = :o_status RETURNING {ORDER_COLUMNS};\n\
-         INSERT INTO order_transitions (order_id, from_status, to_status, cause) VALUES (:o_id, :o_status, 'paid', {ev});\n\
-         INSERT INTO ledger (account_id, order_id, kind, delta, refund_total, cause) \
-         VALUES (:o_account_id, :o_id, 'grant', :o_credits, 0, {ev});\n\
-         UPDATE webhook_events SET outcome = 'applied', order_id = :o_id WHERE event_id = {ev};\n\
-         COMMIT;\n"
-    )
+    let order = format!("md5('pgb_{tag}_{set}_' || :n::text)::uuid");
+    let insert_event = format!(
+        "INSERT INTO webhook_events (event_id, event_type, livemode, api_version, payload) \
+         VALUES ({ev}, 'payment_intent.succeeded', false, '2026-09-30.endive', :payload) ON CONFLICT (event_id) DO NOTHING;\n"
+    );
+    let lock = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = {order} LIMIT 1 FOR UPDATE");
+    let head = "\\set n :client_id * :stride + :i\n\\set i :i + 1\n";
+    match shape {
+        Shape::Sequential => format!(
+            "{head}BEGIN;\n\
+             {insert_event}\
+             {lock} \\gset o_\n\
+             UPDATE orders SET status = 'paid', amount_refunded = 0, dispute_seen = false, paid_at = COALESCE(paid_at, now()), \
+             updated_at = now() WHERE id = :o_id AND status = :o_status RETURNING {ORDER_COLUMNS};\n\
+             INSERT INTO order_transitions (order_id, from_status, to_status, cause) VALUES (:o_id, :o_status, 'paid', {ev});\n\
+             INSERT INTO ledger (account_id, order_id, kind, delta, refund_total, cause) \
+             VALUES (:o_account_id, :o_id, 'grant', :o_credits, 0, {ev});\n\
+             UPDATE webhook_events SET outcome = 'applied', order_id = :o_id WHERE event_id = {ev};\n\
+             COMMIT;\n"
+        ),
+        Shape::Pipelined => format!(
+            "{head}\\set a :n % :accounts\n\
+             BEGIN;\n\
+             \\startpipeline\n\
+             {insert_event}\
+             {lock};\n\
+             \\endpipeline\n\
+             \\startpipeline\n\
+             UPDATE orders SET status = 'paid', amount_refunded = 0, dispute_seen = false, paid_at = COALESCE(paid_at, now()), \
+             updated_at = now() WHERE id = {order} AND status = 'pending' RETURNING {ORDER_COLUMNS};\n\
+             INSERT INTO order_transitions (order_id, from_status, to_status, cause) VALUES ({order}, 'pending', 'paid', {ev});\n\
+             INSERT INTO ledger (account_id, order_id, kind, delta, refund_total, cause) \
+             VALUES (md5(:account_prefix::text || :a::text)::uuid, {order}, 'grant', :credits, 0, {ev});\n\
+             UPDATE webhook_events SET outcome = 'applied', order_id = {order} WHERE event_id = {ev};\n\
+             \\endpipeline\n\
+             COMMIT;\n"
+        ),
+    }
 }
 
 /// GET /api/orders/{id}'s query (`orders::find`) on a random order of the set.
@@ -85,10 +121,6 @@ pub enum Length {
 /// One pgbench run: a script at a client count.
 pub struct Job<'a> {
     pub name: &'a str,
-    /// pgbench -M: `prepared` (parse once per connection, as diesel's statement cache
-    /// does) or `extended` (parse every time, as diesel does for statements it will not
-    /// cache: every UPDATE, and INSERTs of structs with Option fields).
-    pub protocol: &'a str,
     pub script: &'a str,
     pub clients: usize,
     pub length: Length,
@@ -111,7 +143,7 @@ pub fn find() -> Option<PathBuf> {
     })
 }
 
-/// Runs `script` at `clients` clients, prepared protocol, over the Unix socket or
+/// Runs `script` at `clients` clients, prepared statements, over the Unix socket or
 /// whatever `url` says (libpq takes the URL as the database name).
 pub async fn run(
     pgbench: &Path,
@@ -121,7 +153,6 @@ pub async fn run(
 ) -> anyhow::Result<Outcome> {
     let Job {
         name,
-        protocol,
         script,
         clients,
         length,
@@ -134,7 +165,7 @@ pub async fn run(
     std::fs::write(&script_path, script)?;
     let mut cmd = tokio::process::Command::new(pgbench);
     cmd.arg("-n")
-        .args(["-M", protocol])
+        .args(["-M", "prepared"])
         .args(["-c", &clients.to_string()])
         .args(["-j", &clients.min(2).to_string()])
         .arg("-l")

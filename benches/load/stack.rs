@@ -143,6 +143,7 @@ impl DbStats {
 
 #[derive(Debug, Clone)]
 pub struct Pack {
+    pub credits: i64,
     pub amount: i64,
     pub currency: String,
 }
@@ -150,17 +151,21 @@ pub struct Pack {
 #[derive(diesel::QueryableByName)]
 struct PackRow {
     #[diesel(sql_type = BigInt)]
+    credits: i64,
+    #[diesel(sql_type = BigInt)]
     amount: i64,
     #[diesel(sql_type = Text)]
     currency: String,
 }
 
 pub async fn pack(conn: &mut AsyncPgConnection) -> anyhow::Result<Pack> {
-    let p: PackRow = diesel::sql_query("SELECT amount, currency FROM packs WHERE id = 'starter'")
-        .get_result(conn)
-        .await
-        .context("the seeded 'starter' pack")?;
+    let p: PackRow =
+        diesel::sql_query("SELECT credits, amount, currency FROM packs WHERE id = 'starter'")
+            .get_result(conn)
+            .await
+            .context("the seeded 'starter' pack")?;
     Ok(Pack {
+        credits: p.credits,
         amount: p.amount,
         currency: p.currency,
     })
