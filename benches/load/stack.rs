@@ -467,11 +467,23 @@ impl StripeDouble {
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_paidonce");
 
-/// What an instance wrote to stderr (logs at RUST_LOG=warn).
+/// What an instance wrote to stderr: its log, at LOAD_RUST_LOG (default `info`, the
+/// app's own default, so the hot path pays for its log lines as in production).
 #[derive(Default)]
 pub struct LogTail {
     pub lines: u64,
+    /// The last few lines, for a start-up failure.
     pub last: VecDeque<String>,
+    /// Lines at WARN or ERROR, and the last few of them.
+    pub problems: u64,
+    pub last_problems: VecDeque<String>,
+}
+
+fn keep_five(lines: &mut VecDeque<String>, line: String) {
+    if lines.len() == 5 {
+        lines.pop_front();
+    }
+    lines.push_back(line);
 }
 
 /// A `/proc/<pid>/status` field in KiB (VmRSS:, VmHWM:).
@@ -502,7 +514,10 @@ fn command(db_url: &str, stripe_base: &str, pool_size: usize) -> Command {
         .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("RECONCILE_INTERVAL_SECS", "0")
         .env("DATABASE_POOL_SIZE", pool_size.to_string())
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("LOAD_RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+        )
         // No stray .env from the working tree.
         .current_dir(std::env::temp_dir())
         .kill_on_drop(true);
@@ -547,10 +562,11 @@ impl Instance {
                 while let Ok(Some(line)) = lines.next_line().await {
                     if let Ok(mut l) = log.lock() {
                         l.lines += 1;
-                        if l.last.len() == 5 {
-                            l.last.pop_front();
+                        if line.contains("WARN") || line.contains("ERROR") {
+                            l.problems += 1;
+                            keep_five(&mut l.last_problems, line.clone());
                         }
-                        l.last.push_back(line);
+                        keep_five(&mut l.last, line);
                     }
                 }
             });
@@ -612,13 +628,18 @@ impl Instance {
         self.log
             .lock()
             .map(|l| {
-                if l.lines == 0 {
-                    "no log lines at warn or above".to_owned()
+                if l.problems == 0 {
+                    format!("{} log lines, none at warn or above", l.lines)
                 } else {
                     format!(
-                        "{} log lines at warn or above; last: {}",
+                        "{} log lines, {} at warn or above; last: {}",
                         l.lines,
-                        l.last.iter().cloned().collect::<Vec<_>>().join(" | ")
+                        l.problems,
+                        l.last_problems
+                            .iter()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(" | ")
                     )
                 }
             })
