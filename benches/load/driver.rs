@@ -222,18 +222,12 @@ pub async fn closed_loop(
             part
         }));
     }
-    let mut report = Report {
+    let report = Report {
         name: name.to_owned(),
         concurrency: concurrency.to_string(),
         ..Report::default()
     };
-    for w in workers {
-        if let Ok(part) = w.await {
-            report.merge(part);
-        }
-    }
-    report.finish(started.elapsed());
-    report
+    gather(report, started, workers).await
 }
 
 /// Sends request `i` at `start + i / rate` for `total` requests, whatever the answers do;
@@ -261,12 +255,21 @@ pub async fn open_loop(
             part
         }));
     }
-    let mut report = Report {
+    let report = Report {
         name: name.to_owned(),
         concurrency: format!("{rate:.0}/s open"),
         max_send_lag,
         ..Report::default()
     };
+    gather(report, started, tasks).await
+}
+
+/// Merges what the tasks measured into `report`, timed from `started`.
+async fn gather(
+    mut report: Report,
+    started: Instant,
+    tasks: Vec<tokio::task::JoinHandle<Part>>,
+) -> Report {
     for t in tasks {
         if let Ok(part) = t.await {
             report.merge(part);
@@ -310,18 +313,12 @@ pub async fn closed_loop_get(
             part
         }));
     }
-    let mut report = Report {
+    let report = Report {
         name: name.to_owned(),
         concurrency: concurrency.to_string(),
         ..Report::default()
     };
-    for w in workers {
-        if let Ok(part) = w.await {
-            report.merge(part);
-        }
-    }
-    report.finish(started.elapsed());
-    report
+    gather(report, started, workers).await
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Empty<bytes::Bytes>>;

@@ -578,6 +578,10 @@ impl Bench {
         if let Some(&c0) = self.s.levels.first() {
             let set = format!("u{c0}");
             let pool = self.s.pgbench_txns.div_ceil(c0) * c0;
+            if !self.s.wants("unique") && self.pgbench.is_some() {
+                // Unique seeds these; without it the lookups would find no rows.
+                stack::seed_pgbench_orders(&mut self.conn, &self.tag, &set, pool).await?;
+            }
             let script = pgbench::select_script(&self.tag, &set);
             let defines = [("pool", pool.to_string())];
             let job = pgbench::Job {
