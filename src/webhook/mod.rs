@@ -125,8 +125,9 @@ fn verify(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), AppE
     })
 }
 
-/// The transaction body: dedup, settle, record the outcome. Three round trips besides
-/// BEGIN and COMMIT: the dedup insert goes out with the order lookup behind it (Postgres
+/// The transaction body: dedup, settle, record the outcome. Two round trips besides
+/// BEGIN and COMMIT (one more when the order is found only by its PaymentIntent): the
+/// dedup insert goes out with the order lookup behind it (Postgres
 /// runs them in order, so a concurrent twin still stops at the event's primary key
 /// first; a duplicate merely takes the order lock until its empty commit), and the
 /// settlement's writes go out with the outcome update.
