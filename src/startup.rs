@@ -13,7 +13,7 @@ use url::Url;
 
 use crate::config::Config;
 use crate::db::embedded::{EmbeddedPostgres, Options};
-use crate::db::{self, Pool};
+use crate::db::{self, Db, PooledConn};
 use crate::payments::{
     Provider, retry::RetryPolicy, sandbox::SandboxProvider, stripe::StripeProvider,
 };
@@ -63,7 +63,7 @@ pub async fn build_state(
     let _ = rustls::crypto::ring::default_provider().install_default();
     // Install the metrics recorder now: counters recorded before it exists are lost.
     crate::telemetry::metrics();
-    let pool: Pool = db::pool(url, config.pool_size)?;
+    let pool = Db::connect(url, config.pool_size, http_workers())?;
     let mut conn = pool.get().await.context("connecting to the database")?;
     let csrf_key = db::secrets::get_or_insert(&mut conn, "csrf_key", &random_token(48)).await?;
     let webhook_secrets = if !config.webhook_secrets.is_empty() {
@@ -76,7 +76,9 @@ pub async fn build_state(
     } else {
         Vec::new()
     };
-    drop(conn);
+    // This thread is no worker: close the connection rather than leave it, driven from
+    // here, in a worker's shard (see db::pool).
+    drop(PooledConn::take(conn));
     let provider = match &config.stripe {
         Some(stripe) => Provider::Stripe(Box::new(StripeProvider::new(
             stripe,
@@ -105,6 +107,11 @@ pub async fn build_state(
         http,
         sandbox_wakeup: Default::default(),
     })
+}
+
+/// One actix worker per core, at least two; the pool has a shard per worker.
+fn http_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
 }
 
 pub fn random_token(len: usize) -> String {
@@ -150,8 +157,9 @@ impl Application {
             };
             let state = web::Data::new(build_state(config, &database.url, base).await?);
             let app_state = state.clone();
-            let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
             let server = HttpServer::new(move || {
+                // Runs on each worker thread as it starts.
+                app_state.db.claim_for_this_thread();
                 App::new()
                     .wrap(tracing_actix_web::TracingLogger::<
                         crate::web::span::PathOnlySpan,
@@ -159,7 +167,7 @@ impl Application {
                     .app_data(app_state.clone())
                     .configure(crate::web::configure)
             })
-            .workers(workers)
+            .workers(http_workers())
             .disable_signals()
             .shutdown_timeout(30)
             .listen(listener)?

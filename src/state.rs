@@ -6,12 +6,12 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::config::Config;
-use crate::db::Pool;
+use crate::db::Db;
 use crate::payments::Provider;
 
 pub struct AppState {
     pub config: Config,
-    pub db: Pool,
+    pub db: Db,
     pub provider: Provider,
     /// Accepted webhook signing secrets: the configured ones, or the sandbox's generated one.
     pub webhook_secrets: Vec<SecretString>,

@@ -111,6 +111,8 @@ pub struct DbStats {
     pub wal_syncs: i64,
     #[diesel(sql_type = diesel::sql_types::Double)]
     pub wal_sync_ms: f64,
+    #[diesel(sql_type = BigInt)]
+    pub wal_bytes: i64,
 }
 
 impl DbStats {
@@ -119,7 +121,8 @@ impl DbStats {
             "SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter) AS checkpoints, \
                     (SELECT COALESCE(sum(autovacuum_count + autoanalyze_count), 0)::bigint FROM pg_stat_user_tables) AS vacuums, \
                     (SELECT wal_sync FROM pg_stat_wal) AS wal_syncs, \
-                    (SELECT wal_sync_time FROM pg_stat_wal) AS wal_sync_ms",
+                    (SELECT wal_sync_time FROM pg_stat_wal) AS wal_sync_ms, \
+                    pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS wal_bytes",
         )
         .get_result(conn)
         .await?)
@@ -129,7 +132,8 @@ impl DbStats {
         let syncs = self.wal_syncs - before.wal_syncs;
         let ms = self.wal_sync_ms - before.wal_sync_ms;
         format!(
-            "{syncs} WAL flushes{}, {} checkpoints, {} autovacuum/autoanalyze runs",
+            "{:.1} MiB of WAL in {syncs} flushes{}, {} checkpoints, {} autovacuum/autoanalyze runs",
+            (self.wal_bytes - before.wal_bytes) as f64 / (1024.0 * 1024.0),
             if syncs > 0 && ms > 0.0 {
                 format!(" (avg {:.2} ms)", ms / syncs as f64)
             } else {

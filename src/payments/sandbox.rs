@@ -6,14 +6,14 @@ use rand::Rng;
 use serde_json::json;
 
 use super::{CreateIntent, IntentSnapshot, ProviderError};
-use crate::db::{self, Pool};
+use crate::db::{self, Db};
 
 pub struct SandboxProvider {
-    pool: Pool,
+    pool: Db,
 }
 
 impl SandboxProvider {
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(pool: Db) -> Self {
         SandboxProvider { pool }
     }
 

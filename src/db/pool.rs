@@ -1,0 +1,223 @@
+//! The connection pool: one deadpool shard per actix worker thread.
+//!
+//! Why shards: diesel-async drives every connection from a task spawned on the runtime
+//! that opened it, and actix runs one single-threaded runtime per worker. With one
+//! shared pool, a connection opened on worker A and checked out on worker B passes each
+//! query to A's thread and each answer back to B's: two cross-thread wake-ups per round
+//! trip, the largest single cost in the poll profile. A worker takes connections from
+//! its own shard, so they are opened, driven and used on one thread.
+//!
+//! The shards together hold `DATABASE_POOL_SIZE` connections (SPEC: per instance).
+//! Threads that are not workers (start-up, background tasks, tests) are given a shard
+//! in turn; their connections are correct everywhere, only not hop-free.
+
+use std::cell::Cell;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use diesel::ConnectionError;
+use diesel_async::pooled_connection::deadpool::{Object, Pool as DeadPool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::FutureExt;
+
+pub type Shard = DeadPool<AsyncPgConnection>;
+pub type PooledConn = Object<AsyncPgConnection>;
+pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;
+pub type PoolStatus = deadpool::Status;
+
+/// A statement that runs longer than this is cancelled, so a stuck database turns into
+/// an error (and a 503) instead of requests piling up.
+const STATEMENT_TIMEOUT: &str = "15s";
+/// How long a request waits for a pooled connection before answering 503.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct Db {
+    shards: Arc<[Shard]>,
+    /// Tells this pool's thread assignments from another's: tests run many apps, and so
+    /// many pools, in one process.
+    id: usize,
+    /// The next shard for a worker, and for any other thread: counted apart, so worker
+    /// k gets shard k however many other threads came first.
+    next_worker: Arc<AtomicUsize>,
+    next_other: Arc<AtomicUsize>,
+}
+
+thread_local! {
+    /// (pool id, shard) this thread uses; `usize::MAX` for none yet.
+    static HOME: Cell<(usize, usize)> = const { Cell::new((usize::MAX, 0)) };
+}
+
+impl Db {
+    /// `size` connections in all, split over `shards` shards (fewer when `size` is
+    /// smaller: every shard holds at least one).
+    pub fn connect(url: &str, size: usize, shards: usize) -> anyhow::Result<Db> {
+        static IDS: AtomicUsize = AtomicUsize::new(0);
+        let size = size.max(1);
+        let n = shards.clamp(1, size);
+        let shards = (0..n)
+            .map(|i| shard(url, size / n + usize::from(i < size % n)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Db {
+            shards: shards.into(),
+            id: IDS.fetch_add(1, Ordering::Relaxed),
+            next_worker: Arc::new(AtomicUsize::new(0)),
+            next_other: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// A connection from this thread's shard; waits up to `POOL_WAIT` for one.
+    pub async fn get(&self) -> Result<PooledConn, PoolError> {
+        self.home().get().await
+    }
+
+    /// Gives the calling thread its own shard, the next in turn. Each actix worker
+    /// calls it once, as it builds its app, before it serves anything.
+    pub fn claim_for_this_thread(&self) {
+        self.assign(&self.next_worker);
+    }
+
+    fn home(&self) -> &Shard {
+        &self.shards[self.home_index()]
+    }
+
+    fn home_index(&self) -> usize {
+        if self.shards.len() == 1 {
+            return 0;
+        }
+        match HOME.with(Cell::get) {
+            (id, i) if id == self.id => i,
+            _ => self.assign(&self.next_other),
+        }
+    }
+
+    fn assign(&self, counter: &AtomicUsize) -> usize {
+        let i = counter.fetch_add(1, Ordering::Relaxed) % self.shards.len();
+        HOME.with(|h| h.set((self.id, i)));
+        i
+    }
+
+    /// The shards' figures added up.
+    pub fn status(&self) -> PoolStatus {
+        self.shards.iter().map(Shard::status).fold(
+            PoolStatus {
+                max_size: 0,
+                size: 0,
+                available: 0,
+                waiting: 0,
+            },
+            |sum, s| PoolStatus {
+                max_size: sum.max_size + s.max_size,
+                size: sum.size + s.size,
+                available: sum.available + s.available,
+                waiting: sum.waiting + s.waiting,
+            },
+        )
+    }
+}
+
+fn shard(url: &str, size: usize) -> anyhow::Result<Shard> {
+    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    // Fast: no `SELECT 1` round trip per checkout (the load harness measured it as a large
+    // share of a webhook's cost). A connection that died is reported broken and dropped;
+    // a request that still meets one answers 503 and is retried by its sender.
+    manager_config.recycling_method = RecyclingMethod::Fast;
+    manager_config.custom_setup = Box::new(|url| {
+        let url = url.to_owned();
+        async move {
+            let mut conn =
+                tokio::time::timeout(CONNECT_TIMEOUT, AsyncPgConnection::establish(&url))
+                    .await
+                    .map_err(|_| {
+                        ConnectionError::BadConnection(
+                            "timed out connecting to the database".into(),
+                        )
+                    })??;
+            conn.batch_execute(&format!(
+                "SET statement_timeout = '{STATEMENT_TIMEOUT}'; SET lock_timeout = '10s'"
+            ))
+            .await
+            .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        }
+        .boxed()
+    });
+    let manager =
+        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, manager_config);
+    DeadPool::builder(manager)
+        .max_size(size)
+        .wait_timeout(Some(POOL_WAIT))
+        .create_timeout(Some(CONNECT_TIMEOUT + Duration::from_secs(1)))
+        .recycle_timeout(Some(Duration::from_secs(2)))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .context("building the database pool")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URL: &str = "postgres://nobody@localhost/none";
+
+    #[test]
+    fn the_shards_hold_the_configured_size_in_all() {
+        for (size, workers, shards) in [(10, 2, 2), (3, 2, 2), (1, 2, 1), (2, 8, 2), (7, 1, 1)] {
+            let db = Db::connect(URL, size, workers).unwrap();
+            assert_eq!(db.shards.len(), shards, "size {size}, {workers} workers");
+            assert_eq!(db.status().max_size, size, "size {size}, {workers} workers");
+            let sizes: Vec<usize> = db.shards.iter().map(|s| s.status().max_size).collect();
+            assert!(
+                sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1,
+                "{sizes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn each_worker_keeps_a_shard_of_its_own_whoever_came_first() {
+        let db = Db::connect(URL, 10, 2).unwrap();
+        // A non-worker thread (start-up) uses the pool before the workers start.
+        let before = std::thread::scope(|s| s.spawn(|| db.home_index()).join().unwrap());
+        let workers: Vec<(usize, usize)> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        db.claim_for_this_thread();
+                        let first = db.home_index();
+                        (first, db.home_index())
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut claimed: Vec<usize> = workers.iter().map(|w| w.0).collect();
+        claimed.sort_unstable();
+        assert_eq!(claimed, vec![0, 1], "one shard per worker: {workers:?}");
+        assert!(workers.iter().all(|(a, b)| a == b), "stable: {workers:?}");
+        assert!(before < 2);
+    }
+
+    #[test]
+    fn a_thread_moving_between_pools_is_given_a_shard_in_each_in_turn() {
+        let (a, b) = (
+            Db::connect(URL, 4, 2).unwrap(),
+            Db::connect(URL, 4, 2).unwrap(),
+        );
+        b.claim_for_this_thread();
+        b.claim_for_this_thread();
+        let in_b = b.home_index();
+        let in_a = a.home_index();
+        assert_eq!(in_b, 1);
+        assert_eq!(in_a, 0);
+        // The last pool used wins the thread's slot; going back re-assigns, in turn.
+        assert_eq!(a.home_index(), 0);
+        assert_eq!(b.home_index(), 0);
+    }
+}
