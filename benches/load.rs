@@ -242,6 +242,7 @@ async fn run(s: Settings) -> anyhow::Result<()> {
         targets: Vec::new(),
         all_ok: true,
         poll_ids: Vec::new(),
+        checkpoint_refused: false,
     };
     let result = async {
         let peak = if bench.s.wants("unique") {
