@@ -65,10 +65,24 @@ pub const HANDLED_TYPES: [&str; 6] = [
     "charge.dispute.created",
 ];
 
+/// serde_json caps nesting at 128 levels, so the recursion is bounded.
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
 impl Event {
     pub fn parse(body: &[u8]) -> Result<Event, EventError> {
         let raw: Value = serde_json::from_slice(body).map_err(|_| EventError::MalformedJson)?;
         let not_event = |why: &str| EventError::NotAnEvent(why.to_owned());
+        if has_nul(&raw) {
+            // Postgres keeps no NUL in text or jsonb: the event could never be stored.
+            return Err(not_event("a string or key holds a NUL character (\\u0000)"));
+        }
         let obj = raw
             .as_object()
             .ok_or_else(|| not_event("not a JSON object"))?;
@@ -289,6 +303,8 @@ mod tests {
             json!({"id": "evt_1", "type": "x", "data": []}),
             json!({"id": "evt_1", "type": "x", "livemode": "yes"}),
             json!({"id": "", "type": "x"}),
+            json!({"id": "evt_1", "type": "x", "data": {"object": {"d": ["a\u{0}"]}}}),
+            json!({"id": "evt_1", "type": "x", "data": {"object": {"\u{0}": 1}}}),
         ] {
             assert!(
                 matches!(
@@ -301,6 +317,10 @@ mod tests {
         assert_eq!(
             Event::parse(b"{nope").unwrap_err(),
             EventError::MalformedJson
+        );
+        // An escaped backslash before u0000 is six characters of text, not a NUL.
+        assert!(
+            Event::parse(br#"{"id":"evt_1","type":"x","data":{"object":{"d":"\\u0000"}}}"#).is_ok()
         );
     }
 

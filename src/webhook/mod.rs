@@ -87,7 +87,7 @@ async fn handle_inner(
     let mut conn = state.db.get().await?;
     let outcome = conn
         .transaction::<_, diesel::result::Error, _>(async |c| {
-            apply(c, &event, &meaning, livemode_ok).await
+            apply(c, &event, body, &meaning, livemode_ok).await
         })
         .await?;
     metrics::counter!("webhook_events_total", "type" => metric_type(&event.event_type), "outcome" => outcome.as_str())
@@ -134,6 +134,7 @@ fn verify(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), AppE
 async fn apply(
     conn: &AsyncPgConnection,
     event: &Event,
+    body: &[u8],
     meaning: &Meaning,
     livemode_ok: bool,
 ) -> diesel::QueryResult<Outcome> {
@@ -142,7 +143,7 @@ async fn apply(
         event_type: &event.event_type,
         livemode: event.livemode,
         api_version: event.api_version.as_deref(),
-        payload: &event.raw,
+        payload: db::events::RawJson(body),
     };
     let lookup = async {
         match meaning {

@@ -4,10 +4,9 @@
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
-use paidonce::db::events::{self, NewEvent};
+use paidonce::db::events::{self, NewEvent, RawJson};
 use paidonce::db::orders;
 use paidonce::domain::order::{Change, OrderStatus};
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::helpers::TestDb;
@@ -22,7 +21,8 @@ struct Count {
 async fn the_webhook_writes_are_prepared_once_per_connection() {
     let db = TestDb::new().await;
     let mut conn = db.conn().await;
-    let payload = json!({"object": "event"});
+    // As received: spacing and key order that a re-serialisation would not keep.
+    let payload = br#"{"object":  "event", "id": "evt_x"}"#;
     let change = Change {
         to: OrderStatus::Paid,
         grant: None,
@@ -42,7 +42,7 @@ async fn the_webhook_writes_are_prepared_once_per_connection() {
             } else {
                 None
             },
-            payload: &payload,
+            payload: RawJson(payload),
         };
         assert!(events::insert_if_new(&conn, &new).await.unwrap());
         assert!(!events::insert_if_new(&conn, &new).await.unwrap());
@@ -73,4 +73,17 @@ async fn the_webhook_writes_are_prepared_once_per_connection() {
             "{what}: one prepared statement per SQL shape"
         );
     }
+    // The bytes went in as jsonb: Postgres parsed them (normalised key order and spacing).
+    #[derive(QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = Text)]
+        payload: String,
+    }
+    let stored: Stored = diesel::sql_query(
+        "SELECT payload::text AS payload FROM webhook_events WHERE event_id = 'evt_prepared_0'",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(stored.payload, r#"{"id": "evt_x", "object": "event"}"#);
 }

@@ -115,6 +115,12 @@ async fn malformed_events_are_400_and_not_stored() {
     not_object["data"]["object"] = json!("pi_123");
     let mut bad_refund = refunded(&new_event_id(), &order, 100);
     bad_refund["data"]["object"]["amount_refunded"] = json!(null);
+    // Valid JSON that Postgres cannot store (no NUL in text or jsonb): refused up front,
+    // not a 500 from the insert.
+    let mut nul_value = succeeded(&new_event_id(), &order);
+    nul_value["data"]["object"]["description"] = json!("a\u{0}b");
+    let mut nul_key = succeeded(&new_event_id(), &order);
+    nul_key["data"]["object"]["metadata"]["k\u{0}"] = json!("v");
     for (body, why) in [
         (b"not json".to_vec(), "not JSON"),
         (b"[1,2]".to_vec(), "not an object"),
@@ -132,6 +138,8 @@ async fn malformed_events_are_400_and_not_stored() {
             serde_json::to_vec(&bad_refund).unwrap(),
             "refund without amount_refunded",
         ),
+        (serde_json::to_vec(&nul_value).unwrap(), "NUL in a string"),
+        (serde_json::to_vec(&nul_key).unwrap(), "NUL in a key"),
     ] {
         let header = paidonce::webhook::signature::header(
             WEBHOOK_SECRET,
