@@ -146,6 +146,15 @@ impl From<crate::db::PoolError> for AppError {
     }
 }
 
+impl From<crate::db::pool::ReadError> for AppError {
+    fn from(err: crate::db::pool::ReadError) -> Self {
+        match err {
+            crate::db::pool::ReadError::Pool(e) => e.into(),
+            crate::db::pool::ReadError::Query(e) => e.into(),
+        }
+    }
+}
+
 /// Connection-level failures: the database is away, not the query wrong.
 pub fn is_unavailable(err: &DieselError) -> bool {
     match err {

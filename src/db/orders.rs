@@ -93,11 +93,12 @@ pub async fn insert(conn: &mut AsyncPgConnection, order: &NewOrder<'_>) -> Query
         .await
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Order>> {
+/// Takes a shared connection: the poll runs it on `Db::read`'s.
+pub async fn find(mut conn: &AsyncPgConnection, id: Uuid) -> QueryResult<Option<Order>> {
     orders::table
         .find(id)
         .select(Order::as_select())
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()
 }

@@ -7,9 +7,16 @@
 //! trip, the largest single cost in the poll profile. A worker takes connections from
 //! its own shard, so they are opened, driven and used on one thread.
 //!
-//! The shards together hold `DATABASE_POOL_SIZE` connections (SPEC: per instance).
-//! Threads that are not workers (start-up, background tasks, tests) are given a shard
-//! in turn; their connections are correct everywhere, only not hop-free.
+//! Each shard also keeps one connection that single-statement reads share without
+//! checking it out (`Db::read`, the order poll): tokio-postgres pipelines the queries of
+//! concurrent requests on it, so a burst of polls costs one write to Postgres, one
+//! wake-up of its backend and one read of the answers instead of one of each per poll.
+//! Only reads outside a transaction go there: a dropped request leaves nothing open.
+//!
+//! The shards together hold `DATABASE_POOL_SIZE` connections (SPEC: per instance), the
+//! shared ones included. Threads that are not workers (start-up, background tasks,
+//! tests) are given a shard in turn; their connections are correct everywhere, only
+//! not hop-free.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -17,7 +24,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use diesel::ConnectionError;
+use diesel::result::QueryResult;
+use diesel::{ConnectionError, ConnectionResult};
 use diesel_async::pooled_connection::deadpool::{Object, Pool as DeadPool};
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
@@ -25,7 +33,6 @@ use diesel_async::pooled_connection::{
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::FutureExt;
 
-pub type Shard = DeadPool<AsyncPgConnection>;
 pub type PooledConn = Object<AsyncPgConnection>;
 pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;
 pub type PoolStatus = deadpool::Status;
@@ -36,6 +43,26 @@ const STATEMENT_TIMEOUT: &str = "15s";
 /// How long a request waits for a pooled connection before answering 503.
 const POOL_WAIT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a `Db::read` failed: no connection (503), or the statement itself.
+#[derive(Debug)]
+pub enum ReadError {
+    Pool(PoolError),
+    Query(diesel::result::Error),
+}
+
+struct Shard {
+    pool: DeadPool<AsyncPgConnection>,
+    /// None when the shard has a single connection: reads then check it out too.
+    reads: Option<SharedReads>,
+}
+
+struct SharedReads {
+    url: String,
+    /// Opened on first use, by the thread that uses it (see above); dropped after a
+    /// connection-level failure so the next read opens a new one.
+    slot: tokio::sync::Mutex<Option<Arc<AsyncPgConnection>>>,
+}
 
 #[derive(Clone)]
 pub struct Db {
@@ -62,7 +89,7 @@ impl Db {
         let size = size.max(1);
         let n = shards.clamp(1, size);
         let shards = (0..n)
-            .map(|i| shard(url, size / n + usize::from(i < size % n)))
+            .map(|i| Shard::new(url, size / n + usize::from(i < size % n)))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Db {
             shards: shards.into(),
@@ -74,7 +101,28 @@ impl Db {
 
     /// A connection from this thread's shard; waits up to `POOL_WAIT` for one.
     pub async fn get(&self) -> Result<PooledConn, PoolError> {
-        self.home().get().await
+        self.home().pool.get().await
+    }
+
+    /// Runs `query`, ONE read statement outside any transaction, on this thread's
+    /// shared connection (see above). Never a transaction or a write: those take `get`.
+    pub async fn read<T>(
+        &self,
+        query: impl AsyncFnOnce(&AsyncPgConnection) -> QueryResult<T>,
+    ) -> Result<T, ReadError> {
+        let shard = self.home();
+        let Some(reads) = &shard.reads else {
+            let conn = shard.pool.get().await.map_err(ReadError::Pool)?;
+            return query(&conn).await.map_err(ReadError::Query);
+        };
+        let conn = reads.connection().await.map_err(ReadError::Pool)?;
+        let result = query(&conn).await;
+        if result.is_err() {
+            // A lookup fails for connection-level reasons, or something odd: either way a
+            // new connection costs one connect, a dead one kept would fail every poll.
+            reads.forget(&conn).await;
+        }
+        result.map_err(ReadError::Query)
     }
 
     /// Gives the calling thread its own shard, the next in turn. Each actix worker
@@ -103,7 +151,7 @@ impl Db {
         i
     }
 
-    /// The shards' figures added up.
+    /// The shards' figures added up, shared read connections included.
     pub fn status(&self) -> PoolStatus {
         self.shards.iter().map(Shard::status).fold(
             PoolStatus {
@@ -122,42 +170,97 @@ impl Db {
     }
 }
 
-fn shard(url: &str, size: usize) -> anyhow::Result<Shard> {
-    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
-    // Fast: no `SELECT 1` round trip per checkout (the load harness measured it as a large
-    // share of a webhook's cost). A connection that died is reported broken and dropped;
-    // a request that still meets one answers 503 and is retried by its sender.
-    manager_config.recycling_method = RecyclingMethod::Fast;
-    manager_config.custom_setup = Box::new(|url| {
-        let url = url.to_owned();
-        async move {
-            let mut conn =
-                tokio::time::timeout(CONNECT_TIMEOUT, AsyncPgConnection::establish(&url))
-                    .await
-                    .map_err(|_| {
-                        ConnectionError::BadConnection(
-                            "timed out connecting to the database".into(),
-                        )
-                    })??;
-            conn.batch_execute(&format!(
-                "SET statement_timeout = '{STATEMENT_TIMEOUT}'; SET lock_timeout = '10s'"
-            ))
-            .await
-            .map_err(ConnectionError::CouldntSetupConfiguration)?;
-            Ok(conn)
+impl Shard {
+    /// `size` connections: one shared for reads and the rest pooled, or one pooled.
+    fn new(url: &str, size: usize) -> anyhow::Result<Shard> {
+        let (pooled, reads) = if size >= 2 {
+            let reads = SharedReads {
+                url: url.to_owned(),
+                slot: tokio::sync::Mutex::new(None),
+            };
+            (size - 1, Some(reads))
+        } else {
+            (size, None)
+        };
+        let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+        // Fast: no `SELECT 1` round trip per checkout (the load harness measured it as a
+        // large share of a webhook's cost). A connection that died is reported broken and
+        // dropped; a request that still meets one answers 503 and is retried by its sender.
+        manager_config.recycling_method = RecyclingMethod::Fast;
+        manager_config.custom_setup = Box::new(|url| {
+            let url = url.to_owned();
+            async move { open(&url).await }.boxed()
+        });
+        let manager =
+            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, manager_config);
+        let pool = DeadPool::builder(manager)
+            .max_size(pooled)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT + Duration::from_secs(1)))
+            .recycle_timeout(Some(Duration::from_secs(2)))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+            .context("building the database pool")?;
+        Ok(Shard { pool, reads })
+    }
+
+    fn status(&self) -> PoolStatus {
+        let mut status = self.pool.status();
+        if let Some(reads) = &self.reads {
+            let open = reads
+                .slot
+                .try_lock()
+                .map_or(1, |slot| usize::from(slot.is_some()));
+            status.max_size += 1;
+            status.size += open;
+            status.available += open;
         }
-        .boxed()
-    });
-    let manager =
-        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, manager_config);
-    DeadPool::builder(manager)
-        .max_size(size)
-        .wait_timeout(Some(POOL_WAIT))
-        .create_timeout(Some(CONNECT_TIMEOUT + Duration::from_secs(1)))
-        .recycle_timeout(Some(Duration::from_secs(2)))
-        .runtime(deadpool::Runtime::Tokio1)
-        .build()
-        .context("building the database pool")
+        status
+    }
+}
+
+impl SharedReads {
+    async fn connection(&self) -> Result<Arc<AsyncPgConnection>, PoolError> {
+        // Waiters queue here while one of them opens the connection; bounded like a
+        // pool checkout, so a database that is away answers 503, not a hang.
+        let mut slot = tokio::time::timeout(POOL_WAIT, self.slot.lock())
+            .await
+            .map_err(|_| PoolError::Timeout(deadpool::managed::TimeoutType::Wait))?;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(conn.clone());
+        }
+        let conn = Arc::new(open(&self.url).await.map_err(|e| {
+            PoolError::Backend(diesel_async::pooled_connection::PoolError::ConnectionError(
+                e,
+            ))
+        })?);
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Drops `failed` from the slot (unless a newer connection replaced it already).
+    /// Reads still running on it finish or fail on their own; it closes after the last.
+    async fn forget(&self, failed: &Arc<AsyncPgConnection>) {
+        let mut slot = self.slot.lock().await;
+        if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, failed)) {
+            *slot = None;
+        }
+    }
+}
+
+/// A new connection with the server-side timeouts every connection carries.
+async fn open(url: &str) -> ConnectionResult<AsyncPgConnection> {
+    let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, AsyncPgConnection::establish(url))
+        .await
+        .map_err(|_| {
+            ConnectionError::BadConnection("timed out connecting to the database".into())
+        })??;
+    conn.batch_execute(&format!(
+        "SET statement_timeout = '{STATEMENT_TIMEOUT}'; SET lock_timeout = '10s'"
+    ))
+    .await
+    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ pub async fn create_order(
 ) -> Result<(Order, String), AppError> {
     let mut conn = state.db.get().await?;
     let existing = match resume {
-        Some(id) => db::orders::find(&mut conn, id).await?,
+        Some(id) => db::orders::find(&conn, id).await?,
         None => None,
     };
     let order = match existing {
@@ -145,7 +145,7 @@ pub async fn attach_intent(state: &AppState, order: Order) -> Result<Order, AppE
         Some(updated) => Ok(updated),
         None => {
             // Someone else attached first (a concurrent resume): same key, so same intent.
-            let current = db::orders::find(&mut conn, order.id)
+            let current = db::orders::find(&conn, order.id)
                 .await?
                 .ok_or(AppError::NotFound("order"))?;
             if current.payment_intent_id.as_deref() != Some(intent.id.as_str()) {

@@ -29,11 +29,11 @@ pub async fn order_for_status_page(
     id: Uuid,
     claims_success: bool,
 ) -> Result<Order, AppError> {
-    let mut conn = state.db.get().await?;
-    let order = db::orders::find(&mut conn, id)
+    let order = state
+        .db
+        .read(async |c| db::orders::find(c, id).await)
         .await?
         .ok_or(AppError::NotFound("order"))?;
-    drop(conn);
     let Some(pi) = order.payment_intent_id.clone() else {
         return Ok(order);
     };
@@ -49,8 +49,9 @@ pub async fn order_for_status_page(
     if let Err(e) = sync(state, &order, &pi).instrument(span.clone()).await {
         span.in_scope(|| tracing::warn!(error = %e, "sync on return failed; the webhook or the reconciler will settle it"));
     }
-    let mut conn = state.db.get().await?;
-    db::orders::find(&mut conn, id)
+    state
+        .db
+        .read(async |c| db::orders::find(c, id).await)
         .await?
         .ok_or(AppError::NotFound("order"))
 }

@@ -18,7 +18,7 @@ pub async fn get_order(
 ) -> Result<HttpResponse, AppError> {
     let id = Uuid::parse_str(&path).map_err(|_| AppError::NotFound("order"))?;
     let mut conn = state.db.get().await?;
-    let order = db::orders::find(&mut conn, id)
+    let order = db::orders::find(&conn, id)
         .await?
         .ok_or(AppError::NotFound("order"))?;
     let email = db::accounts::email_of(&mut conn, order.account_id).await?;

@@ -77,8 +77,10 @@ pub async fn get_order(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let id = Uuid::parse_str(&path).map_err(|_| AppError::NotFound("order"))?;
-    let mut conn = state.db.get().await?;
-    let order = db::orders::find(&mut conn, id)
+    // The poll: a single read, on the worker's shared connection.
+    let order = state
+        .db
+        .read(async |c| db::orders::find(c, id).await)
         .await?
         .ok_or(AppError::NotFound("order"))?;
     Ok(HttpResponse::Ok()

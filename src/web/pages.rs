@@ -186,8 +186,9 @@ async fn pay_page(state: &AppState, id: &str) -> Result<HttpResponse, AppError> 
 
 async fn find_order(state: &AppState, id: &str) -> Result<Order, AppError> {
     let id = Uuid::parse_str(id).map_err(|_| AppError::NotFound("order"))?;
-    let mut conn = state.db.get().await?;
-    db::orders::find(&mut conn, id)
+    state
+        .db
+        .read(async |c| db::orders::find(c, id).await)
         .await?
         .ok_or(AppError::NotFound("order"))
 }

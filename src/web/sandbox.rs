@@ -53,8 +53,10 @@ async fn pay_page(state: &AppState, pi: &str) -> Result<HttpResponse, AppError> 
         .and_then(|s| Uuid::parse_str(s).ok());
     let order = match order_id {
         Some(id) => {
-            let mut conn = state.db.get().await?;
-            db::orders::find(&mut conn, id).await?
+            state
+                .db
+                .read(async |c| db::orders::find(c, id).await)
+                .await?
         }
         None => None,
     };

@@ -16,6 +16,7 @@ mod orders;
 mod pages;
 mod reconcile;
 mod sandbox;
+mod shared_reads;
 mod statements;
 mod stripe_double;
 mod stripe_provider;

@@ -1,0 +1,103 @@
+//! The order poll runs on a connection its worker's concurrent requests share
+//! (db::pool::Db::read): answers must never cross, the instance must stay within
+//! DATABASE_POOL_SIZE connections, and a dead shared connection must be replaced.
+
+use diesel::QueryableByName;
+use diesel::sql_types::BigInt;
+use diesel_async::RunQueryDsl;
+use futures_util::future::join_all;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[tokio::test]
+async fn concurrent_polls_each_get_their_own_order() {
+    let app = spawn_app_with(&[("DATABASE_POOL_SIZE", "4")]).await;
+    let packs = ["starter", "standard", "pro"];
+    let mut orders = Vec::new();
+    for i in 0..12 {
+        let order = app.create_order(&unique_email(), packs[i % 3]).await;
+        // Every third one paid, so the answers differ in status as well as in id.
+        if i % 3 == 0 {
+            assert_eq!(
+                app.deliver(&succeeded(&new_event_id(), &order)).await.0,
+                200
+            );
+        }
+        orders.push(order);
+    }
+    let polls = (0..300).map(|k| {
+        let order = &orders[(k * 7) % orders.len()];
+        let app = &app;
+        async move {
+            let id = order["id"].as_str().unwrap();
+            let res = app.get_order(id).await;
+            assert_eq!(res.status(), 200);
+            let body: Value = res.json().await.unwrap();
+            (order, body)
+        }
+    });
+    for (i, (order, body)) in join_all(polls).await.into_iter().enumerate() {
+        assert_eq!(body["id"], order["id"], "poll {i} answered another order");
+        assert_eq!(body["credits"], order["credits"], "poll {i}");
+        let paid = orders.iter().position(|o| o["id"] == order["id"]).unwrap() % 3 == 0;
+        assert_eq!(
+            body["status"],
+            if paid { "paid" } else { "pending" },
+            "poll {i}"
+        );
+    }
+    let mut conn = app.db.conn().await;
+    let open: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert!(
+        open.n <= 4,
+        "{} connections open for DATABASE_POOL_SIZE=4",
+        open.n
+    );
+}
+
+#[tokio::test]
+async fn a_killed_shared_connection_is_replaced() {
+    let app = spawn_app().await;
+    let order = app.create_order(&unique_email(), "starter").await;
+    let id = order["id"].as_str().unwrap();
+    assert_eq!(app.get_order(id).await.status(), 200);
+    let mut conn = app.db.conn().await;
+    diesel::sql_query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // The first poll on a dead connection may answer 503 (retry), never 500; within a
+    // few polls a new connection answers.
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        let res = app.get_order(id).await;
+        statuses.push(res.status().as_u16());
+        if res.status() == 200 {
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["id"], order["id"]);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 503),
+        "{statuses:?}"
+    );
+}
