@@ -59,8 +59,8 @@ struct Shard {
 
 struct SharedReads {
     url: String,
-    /// Opened on first use, by the thread that uses it (see above); dropped after a
-    /// connection-level failure so the next read opens a new one.
+    /// Opened on first use, by the thread that uses it (see above); dropped after any
+    /// failed read so the next read opens a new one.
     slot: tokio::sync::Mutex<Option<Arc<AsyncPgConnection>>>,
 }
 
