@@ -85,15 +85,17 @@ impl Settings {
             .filter_map(|c| c.trim().parse().ok())
             .filter(|c| *c > 0)
             .collect();
-        let pg_settings = std::env::var("LOAD_PG_SETTINGS")
-            .unwrap_or_default()
-            .split(',')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-            .chain([
-                ("max_connections".to_owned(), "300".to_owned()),
-                ("track_wal_io_timing".to_owned(), "on".to_owned()),
-            ])
+        // Defaults first: Postgres keeps the last `-c` of a name, so LOAD_PG_SETTINGS wins.
+        let pg_settings = [("max_connections", "300"), ("track_wal_io_timing", "on")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .chain(
+                std::env::var("LOAD_PG_SETTINGS")
+                    .unwrap_or_default()
+                    .split(',')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())),
+            )
             .collect();
         Settings {
             orders: env_or("LOAD_ORDERS", 5000),
@@ -168,7 +170,7 @@ async fn run(s: Settings) -> anyhow::Result<()> {
     let pg_conf = stack::text(
         &mut conn,
         "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) AS v FROM pg_settings \
-         WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers', 'max_connections', 'full_page_writes')",
+         WHERE name IN ('fsync', 'synchronous_commit', 'shared_buffers', 'max_connections', 'full_page_writes', 'min_wal_size')",
     )
     .await?;
     println!("  postgres settings: {pg_conf}");
@@ -245,6 +247,7 @@ async fn run(s: Settings) -> anyhow::Result<()> {
         checkpoint_refused: false,
     };
     let result = async {
+        bench.warm_wal().await;
         let peak = if bench.s.wants("unique") {
             bench.unique().await?
         } else {

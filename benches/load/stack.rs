@@ -113,6 +113,10 @@ pub struct DbStats {
     pub wal_sync_ms: f64,
     #[diesel(sql_type = BigInt)]
     pub wal_bytes: i64,
+    /// WAL segment files ahead of the insert position (recycled, ready to be reused);
+    /// -1 when the role may not list pg_wal.
+    #[diesel(sql_type = BigInt)]
+    pub spare_segments: i64,
 }
 
 impl DbStats {
@@ -122,7 +126,11 @@ impl DbStats {
                     (SELECT COALESCE(sum(autovacuum_count + autoanalyze_count), 0)::bigint FROM pg_stat_user_tables) AS vacuums, \
                     (SELECT wal_sync FROM pg_stat_wal) AS wal_syncs, \
                     (SELECT wal_sync_time FROM pg_stat_wal) AS wal_sync_ms, \
-                    pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS wal_bytes",
+                    pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS wal_bytes, \
+                    CASE WHEN pg_has_role('pg_monitor', 'USAGE') THEN \
+                        (SELECT count(*) FROM pg_ls_waldir() \
+                          WHERE name ~ '^[0-9A-F]{24}$' AND name > pg_walfile_name(pg_current_wal_lsn())) \
+                    ELSE -1 END AS spare_segments",
         )
         .get_result(conn)
         .await?)
@@ -132,8 +140,9 @@ impl DbStats {
         let syncs = self.wal_syncs - before.wal_syncs;
         let ms = self.wal_sync_ms - before.wal_sync_ms;
         format!(
-            "{:.1} MiB of WAL in {syncs} flushes{}, {} checkpoints, {} autovacuum/autoanalyze runs",
+            "{:.1} MiB of WAL ({} spare 16 MiB segments before) in {syncs} flushes{}, {} checkpoints, {} autovacuum/autoanalyze runs",
             (self.wal_bytes - before.wal_bytes) as f64 / (1024.0 * 1024.0),
+            before.spare_segments,
             if syncs > 0 && ms > 0.0 {
                 format!(" (avg {:.2} ms)", ms / syncs as f64)
             } else {
