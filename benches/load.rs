@@ -20,7 +20,7 @@
 //! LOAD_PGBENCH (path); DATABASE_URL (use that database instead); LOAD_SCENARIOS
 //! [unique,half,storm,create,poll] a subset to run while profiling (half needs unique,
 //! poll polls the orders the webhook scenarios made); LOAD_RUST_LOG [info] the instances'
-//! log filter (the app's default, one line per webhook event).
+//! log filter (the app's default).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
