@@ -10,7 +10,8 @@
 //! reported, never asserted; the run fails only if it cannot run.
 //!
 //! Settings (environment, defaults in brackets): LOAD_ORDERS [5000] orders per unique
-//! level; LOAD_CONCURRENCY [8,32,64]; LOAD_HALF_SECS [10]; LOAD_STORM_EVENTS [1000],
+//! level; LOAD_CONCURRENCY [8,32,64]; LOAD_HALF_SECS [10] measured after LOAD_HALF_WARMUP_SECS
+//! [2] at the same rate; LOAD_STORM_EVENTS [1000],
 //! LOAD_STORM_COPIES [10], LOAD_STORM_CONCURRENCY [64]; LOAD_CREATE_CONCURRENCY [64],
 //! LOAD_CREATE_SECS [15], LOAD_CREATE_IDEMPOTENCY [1], LOAD_STRIPE_LATENCY_MS [300];
 //! LOAD_POLL_CONCURRENCY [32], LOAD_POLL_SECS [10]; LOAD_POOL_SIZE [10] per instance;
@@ -63,6 +64,8 @@ pub struct Settings {
     poll_concurrency: usize,
     poll_secs: u64,
     half_secs: f64,
+    /// Sent at the half-peak rate before the measured window (see Bench::half_peak).
+    half_warmup_secs: f64,
     pgbench_txns: usize,
     pgbench_secs: u64,
     scenario_limit: Duration,
@@ -111,6 +114,7 @@ impl Settings {
             poll_concurrency: env_or("LOAD_POLL_CONCURRENCY", 32),
             poll_secs: env_or("LOAD_POLL_SECS", 10),
             half_secs: env_or("LOAD_HALF_SECS", 10.0),
+            half_warmup_secs: env_or("LOAD_HALF_WARMUP_SECS", 2.0),
             pgbench_txns: env_or("LOAD_PGBENCH_TXNS", 10000),
             pgbench_secs: env_or("LOAD_PGBENCH_SECS", 8),
             scenario_limit: Duration::from_secs(env_or("LOAD_SCENARIO_SECS", 30)),

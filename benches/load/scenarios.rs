@@ -111,6 +111,11 @@ impl Bench {
                 self.checkpoint_refused = true;
             }
         }
+        self.snapshot().await
+    }
+
+    /// The counters a measurement is taken against, without a checkpoint.
+    async fn snapshot(&mut self) -> anyhow::Result<Mark> {
         Ok(Mark {
             db: DbStats::read(&mut self.conn).await?,
             cpu: self.meter.snapshot(),
@@ -347,14 +352,19 @@ impl Bench {
     }
 
     /// Unique events at half the peak rate, open loop: is the tail tight when not saturated?
+    /// A warm-up at the same rate goes first and is reported apart: the checkpoint before
+    /// it makes the first write of every page after it carry a full-page image (a burst
+    /// of WAL no steady state has), and the client's connections to the instance went
+    /// idle during pgbench. Its statuses count in the check like the measured ones.
     pub async fn half_peak(&mut self, peak: &Peak) -> anyhow::Result<()> {
         let rate = (peak.rps / 2.0).max(1.0);
         let total = ((rate * self.s.half_secs) as usize).max(1);
+        let warmup = (rate * self.s.half_warmup_secs) as usize;
         println!(
-            "\n== unique at half of peak: {rate:.0}/s open loop (peak {:.0} req/s at c={}), {total} events, instance A",
+            "\n== unique at half of peak: {rate:.0}/s open loop (peak {:.0} req/s at c={}), {warmup} events of warm-up then {total} measured, instance A",
             peak.rps, peak.concurrency
         );
-        let orders = stack::seed_orders(&mut self.conn, &self.tag, "half", total).await?;
+        let orders = stack::seed_orders(&mut self.conn, &self.tag, "half", warmup + total).await?;
         self.poll_ids
             .extend(orders.iter().map(|o| o.id.to_string()));
         let make = events::post(
@@ -362,7 +372,24 @@ impl Bench {
             events::unique(&self.a.base, &self.tag, "half", &orders, &self.pack),
         );
         let mark = self.mark().await?;
-        let mut r = driver::open_loop("unique half-peak", rate, total, true, make).await;
+        let (warm, mark) = if warmup > 0 {
+            let w = driver::open_loop("unique half-peak warm-up", rate, warmup, true, make.clone())
+                .await;
+            println!(
+                "  warm-up (not in the figures): {} requests, p50 {} ms, p99 {} ms, max {} ms; status {}",
+                w.requests,
+                ms(w.pct_ms(50.0)),
+                ms(w.pct_ms(99.0)),
+                ms(w.max_ms()),
+                w.statuses_text()
+            );
+            // Counters from here: the measured window only, and no second checkpoint.
+            (Some(w), self.snapshot().await?)
+        } else {
+            (None, mark)
+        };
+        let measured: MakeRequest = Arc::new(move |i| make(warmup + i));
+        let mut r = driver::open_loop("unique half-peak", rate, total, true, measured).await;
         self.finish(&mark, &mut r).await?;
         let (p50, p99) = (r.pct_ms(50.0), r.pct_ms(99.0));
         println!(
@@ -372,7 +399,9 @@ impl Bench {
             r.max_send_lag.as_secs_f64() * 1000.0
         );
         let check = stack::check_set(&mut self.conn, &format!("bench-{}-half-", self.tag)).await?;
-        let ok = check.all_paid_once() && r.server_errors() == 0;
+        let ok = check.all_paid_once()
+            && r.server_errors() == 0
+            && warm.as_ref().is_none_or(|w| w.server_errors() == 0);
         self.all_ok &= ok;
         println!(
             "  check: {} → {}",
