@@ -1,6 +1,7 @@
 //! The scenarios, each measured the same way: a CHECKPOINT before, CPU per process
-//! (cpu.rs) and server counters (WAL, checkpoints, autovacuum) around the load, then a correctness check
-//! straight from the tables. Results land in `Bench::table` and `Bench::targets`.
+//! (cpu.rs) and server counters (WAL, checkpoints, autovacuum) around the load, then a
+//! correctness check straight from the tables. Results land in `Bench::table` and
+//! `Bench::targets`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -352,10 +353,11 @@ impl Bench {
     }
 
     /// Unique events at half the peak rate, open loop: is the tail tight when not saturated?
-    /// A warm-up at the same rate goes first and is reported apart: the checkpoint before
-    /// it makes the first write of every page after it carry a full-page image (a burst
-    /// of WAL no steady state has), and the client's connections to the instance went
-    /// idle during pgbench. Its statuses count in the check like the measured ones.
+    /// A warm-up at the same rate goes first and is reported apart, to keep start-up
+    /// transients out of a steady-state figure: after the checkpoint the first write of
+    /// every page carries a full-page image, and the client's connections to the
+    /// instance went idle during pgbench. Its statuses count in the check like the
+    /// measured ones. (Full runs still show bursts early in the window: RESULTS.md.)
     pub async fn half_peak(&mut self, peak: &Peak) -> anyhow::Result<()> {
         let rate = (peak.rps / 2.0).max(1.0);
         let total = ((rate * self.s.half_secs) as usize).max(1);
