@@ -1,6 +1,7 @@
 //! The order poll runs on a connection its worker's concurrent requests share
-//! (db::pool::Db::read): answers must never cross, the instance must stay within
-//! DATABASE_POOL_SIZE connections, and a dead shared connection must be replaced.
+//! (db::pool::Db::read): answers must never cross, the lookups must really run there
+//! and not on pooled connections, the instance must stay within DATABASE_POOL_SIZE
+//! connections, and a dead shared connection must be replaced.
 
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
@@ -18,7 +19,7 @@ struct Count {
 
 #[tokio::test]
 async fn concurrent_polls_each_get_their_own_order() {
-    let app = spawn_app_with(&[("DATABASE_POOL_SIZE", "4")]).await;
+    let app = spawn_app_with(&[("DATABASE_POOL_SIZE", "10")]).await;
     let packs = ["starter", "standard", "pro"];
     let mut orders = Vec::new();
     for i in 0..12 {
@@ -62,9 +63,26 @@ async fn concurrent_polls_each_get_their_own_order() {
     .await
     .unwrap();
     assert!(
-        open.n <= 4,
-        "{} connections open for DATABASE_POOL_SIZE=4",
+        open.n <= 10,
+        "{} connections open for DATABASE_POOL_SIZE=10",
         open.n
+    );
+    // 300 polls at once ran on the workers' shared connections (one per worker), not
+    // on the 8 pooled ones: no more than one backend per worker last ran the lookup.
+    let lookups: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+           AND query LIKE 'SELECT %FROM \"orders\" WHERE (\"orders\".\"id\" = $1)%' \
+           AND query NOT LIKE '%FOR UPDATE%'",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().max(2)) as i64;
+    assert!(
+        (1..=workers).contains(&lookups.n),
+        "{} backends ran the poll's lookup; {workers} shared connections expected at most",
+        lookups.n
     );
 }
 
