@@ -12,7 +12,7 @@ use diesel_async::AsyncConnection;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::db::{self, orders::Order};
+use crate::db::orders::Order;
 use crate::error::AppError;
 use crate::orders::settle::{self, OrderRef};
 use crate::state::AppState;
@@ -29,11 +29,7 @@ pub async fn order_for_status_page(
     id: Uuid,
     claims_success: bool,
 ) -> Result<Order, AppError> {
-    let order = state
-        .db
-        .read(async |c| db::orders::find(c, id).await)
-        .await?
-        .ok_or(AppError::NotFound("order"))?;
+    let order = crate::orders::lookup(state, id).await?;
     let Some(pi) = order.payment_intent_id.clone() else {
         return Ok(order);
     };
@@ -49,11 +45,7 @@ pub async fn order_for_status_page(
     if let Err(e) = sync(state, &order, &pi).instrument(span.clone()).await {
         span.in_scope(|| tracing::warn!(error = %e, "sync on return failed; the webhook or the reconciler will settle it"));
     }
-    state
-        .db
-        .read(async |c| db::orders::find(c, id).await)
-        .await?
-        .ok_or(AppError::NotFound("order"))
+    crate::orders::lookup(state, id).await
 }
 
 fn old_enough(order: &Order) -> bool {

@@ -78,11 +78,7 @@ pub async fn get_order(
 ) -> Result<HttpResponse, AppError> {
     let id = Uuid::parse_str(&path).map_err(|_| AppError::NotFound("order"))?;
     // The poll: a single read, on the worker's shared connection.
-    let order = state
-        .db
-        .read(async |c| db::orders::find(c, id).await)
-        .await?
-        .ok_or(AppError::NotFound("order"))?;
+    let order = crate::orders::lookup(&state, id).await?;
     Ok(HttpResponse::Ok()
         .insert_header(("Cache-Control", "no-store"))
         .json(view::PublicOrder::from(&order)))

@@ -186,9 +186,5 @@ async fn pay_page(state: &AppState, id: &str) -> Result<HttpResponse, AppError> 
 
 async fn find_order(state: &AppState, id: &str) -> Result<Order, AppError> {
     let id = Uuid::parse_str(id).map_err(|_| AppError::NotFound("order"))?;
-    state
-        .db
-        .read(async |c| db::orders::find(c, id).await)
-        .await?
-        .ok_or(AppError::NotFound("order"))
+    crate::orders::lookup(state, id).await
 }
