@@ -236,15 +236,17 @@ pub async fn open_loop(
     name: &str,
     rate: f64,
     total: usize,
+    arrivals: Arrivals,
     parse_outcomes: bool,
     make: MakeRequest,
 ) -> Report {
-    let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let rate = rate.max(1.0);
+    let schedule = arrivals.schedule(rate, total);
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(total);
     let mut max_send_lag = Duration::ZERO;
-    for i in 0..total {
-        let due = started + interval.mul_f64(i as f64);
+    for (i, offset) in schedule.into_iter().enumerate() {
+        let due = started + offset;
         tokio::time::sleep_until(due.into()).await;
         max_send_lag = max_send_lag.max(due.elapsed());
         let req = make(i);
@@ -257,11 +259,52 @@ pub async fn open_loop(
     }
     let report = Report {
         name: name.to_owned(),
-        concurrency: format!("{rate:.0}/s open"),
+        concurrency: format!("{rate:.0}/s {}", arrivals.label()),
         max_send_lag,
         ..Report::default()
     };
     gather(report, started, tasks).await
+}
+
+/// How an open loop spaces its requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arrivals {
+    /// One every 1/rate: the steadiest load a rate can be.
+    Even,
+    /// Independent arrivals (exponential gaps, fixed seed), as pgbench -R schedules
+    /// them and as independent shoppers' payments arrive.
+    Poisson,
+}
+
+impl Arrivals {
+    /// When each of `total` requests is due, from the start.
+    fn schedule(self, rate: f64, total: usize) -> Vec<Duration> {
+        match self {
+            Arrivals::Even => (0..total)
+                .map(|i| Duration::from_secs_f64(i as f64 / rate))
+                .collect(),
+            Arrivals::Poisson => {
+                use rand::{Rng, SeedableRng};
+                let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+                let mut at = 0.0_f64;
+                (0..total)
+                    .map(|_| {
+                        let due = Duration::from_secs_f64(at);
+                        // 1 - U is in (0, 1]: its logarithm is finite.
+                        at += -(1.0 - rng.random::<f64>()).ln() / rate;
+                        due
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Arrivals::Even => "open",
+            Arrivals::Poisson => "open, Poisson",
+        }
+    }
 }
 
 /// Merges what the tasks measured into `report`, timed from `started`.

@@ -90,6 +90,8 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Per-transaction latencies (from pgbench's -l log), µs, sorted.
     pub latencies_us: Vec<u64>,
+    /// (ms after the start of the kept window the transaction was due, latency µs).
+    pub timeline: Vec<(u64, u64)>,
     pub ok: bool,
     pub note: String,
     /// Where the CPU went meanwhile (filled in by the caller).
@@ -109,6 +111,18 @@ impl Outcome {
     pub fn max_ms(&self) -> f64 {
         self.latencies_us.last().copied().unwrap_or(0) as f64 / 1000.0
     }
+
+    /// How many transactions slower than `threshold_ms` were due in each second.
+    pub fn slow_by_second(&self, threshold_ms: f64) -> Vec<usize> {
+        let secs = self.timeline.iter().map(|t| t.0 / 1000).max().unwrap_or(0) as usize + 1;
+        let mut buckets = vec![0; secs];
+        for (at, lat) in &self.timeline {
+            if *lat as f64 / 1000.0 > threshold_ms {
+                buckets[(*at / 1000) as usize] += 1;
+            }
+        }
+        buckets
+    }
 }
 
 pub enum Length {
@@ -116,6 +130,14 @@ pub enum Length {
     PerClient(usize),
     /// Seconds (-T).
     Secs(u64),
+    /// Open loop: `per_sec` transactions a second on pgbench's own (Poisson) schedule for
+    /// `secs` (-R, -T); latency counts from the scheduled start, as the harness's own open
+    /// loop does. Transactions that finish in the first `warmup` are left out.
+    Rate {
+        per_sec: f64,
+        secs: u64,
+        warmup: Duration,
+    },
 }
 
 /// One pgbench run: a script at a client count.
@@ -174,9 +196,18 @@ pub async fn run(
         .arg(&script_path)
         .current_dir(&dir)
         .kill_on_drop(true);
+    let mut warmup = Duration::ZERO;
     match length {
         Length::PerClient(t) => cmd.args(["-t", &t.to_string()]),
         Length::Secs(s) => cmd.args(["-T", &s.to_string()]),
+        Length::Rate {
+            per_sec,
+            secs,
+            warmup: w,
+        } => {
+            warmup = w;
+            cmd.args(["-R", &format!("{per_sec:.0}"), "-T", &secs.to_string()])
+        }
     };
     for (k, v) in defines {
         cmd.arg("-D").arg(format!("{k}={v}"));
@@ -201,19 +232,32 @@ pub async fn run(
     let failed = field("number of failed transactions:")
         .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse().ok()))
         .unwrap_or(0);
-    let mut latencies_us = Vec::with_capacity(processed as usize);
+    // (finished at, µs since the epoch; latency µs)
+    let mut samples: Vec<(u64, u64)> = Vec::with_capacity(processed as usize);
     for entry in std::fs::read_dir(&dir)?.flatten() {
         if !entry.file_name().to_string_lossy().starts_with("log.") {
             continue;
         }
         let log = std::fs::read_to_string(entry.path())?;
-        // client_id transaction_no time_us script_no time_epoch time_us
-        latencies_us.extend(log.lines().filter_map(|l| {
-            l.split_whitespace()
-                .nth(2)
-                .and_then(|t| t.parse::<u64>().ok())
+        // client_id transaction_no time_us script_no time_epoch time_us [schedule_lag_us]
+        samples.extend(log.lines().filter_map(|l| {
+            let f: Vec<u64> = l
+                .split_whitespace()
+                .take(6)
+                .map(|t| t.parse::<u64>().ok())
+                .collect::<Option<_>>()?;
+            (f.len() == 6).then(|| (f[4] * 1_000_000 + f[5], f[2]))
         }));
     }
+    let first = samples.iter().map(|s| s.0).min().unwrap_or(0);
+    let from = first + warmup.as_micros() as u64;
+    let kept: Vec<(u64, u64)> = samples.into_iter().filter(|s| s.0 >= from).collect();
+    // When each kept transaction was due, ms into the window, for slow_by_second.
+    let timeline: Vec<(u64, u64)> = kept
+        .iter()
+        .map(|&(done, lat)| (done.saturating_sub(lat).saturating_sub(from) / 1000, lat))
+        .collect();
+    let mut latencies_us: Vec<u64> = kept.iter().map(|s| s.1).collect();
     latencies_us.sort_unstable();
     let _ = std::fs::remove_dir_all(&dir);
     let ok = out.status.success() && tps > 0.0;
@@ -238,6 +282,7 @@ pub async fn run(
         failed,
         elapsed,
         latencies_us,
+        timeline,
         ok,
         note,
         cpu: None,

@@ -113,6 +113,9 @@ pub struct DbStats {
     pub wal_sync_ms: f64,
     #[diesel(sql_type = BigInt)]
     pub wal_bytes: i64,
+    /// Blocks this database read from outside shared_buffers (page cache or disk).
+    #[diesel(sql_type = BigInt)]
+    pub blks_read: i64,
     /// WAL segment files ahead of the insert position (recycled, ready to be reused);
     /// -1 when the role may not list pg_wal.
     #[diesel(sql_type = BigInt)]
@@ -127,6 +130,7 @@ impl DbStats {
                     (SELECT wal_sync FROM pg_stat_wal) AS wal_syncs, \
                     (SELECT wal_sync_time FROM pg_stat_wal) AS wal_sync_ms, \
                     pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS wal_bytes, \
+                    (SELECT blks_read FROM pg_stat_database WHERE datname = current_database()) AS blks_read, \
                     CASE WHEN pg_has_role('pg_monitor', 'USAGE') THEN \
                         (SELECT count(*) FROM pg_ls_waldir() \
                           WHERE name ~ '^[0-9A-F]{24}$' AND name > pg_walfile_name(pg_current_wal_lsn())) \
@@ -140,7 +144,7 @@ impl DbStats {
         let syncs = self.wal_syncs - before.wal_syncs;
         let ms = self.wal_sync_ms - before.wal_sync_ms;
         format!(
-            "{:.1} MiB of WAL ({} spare 16 MiB segments before) in {syncs} flushes{}, {} checkpoints, {} autovacuum/autoanalyze runs",
+            "{:.1} MiB of WAL ({} spare 16 MiB segments before) in {syncs} flushes{}, {} checkpoints, {} autovacuum/autoanalyze runs finished, {} blocks read into shared_buffers",
             (self.wal_bytes - before.wal_bytes) as f64 / (1024.0 * 1024.0),
             before.spare_segments,
             if syncs > 0 && ms > 0.0 {
@@ -149,7 +153,8 @@ impl DbStats {
                 String::new()
             },
             self.checkpoints - before.checkpoints,
-            self.vacuums - before.vacuums
+            self.vacuums - before.vacuums,
+            self.blks_read - before.blks_read
         )
     }
 }
