@@ -5,8 +5,9 @@
 //! configurable latency, drives real HTTP load, and measures the limit in the same run:
 //! pgbench executing the same SQL on the same database at the same client counts.
 //! Scenarios: unique webhooks at several concurrencies, the same at half of the peak rate
-//! (open loop), a duplicate storm across two instances, order creation against a slow
-//! provider, and order polling. Everything listens on 127.0.0.1 only. Targets are
+//! (open loop: evenly spaced, then Poisson arrivals next to pgbench -R at that rate), a
+//! duplicate storm across two instances, order creation against a slow provider, and
+//! order polling. Everything listens on 127.0.0.1 only. Targets are
 //! reported, never asserted; the run fails only if it cannot run.
 //!
 //! Settings (environment, defaults in brackets): LOAD_ORDERS [5000] orders per unique
@@ -17,7 +18,8 @@
 //! LOAD_POLL_CONCURRENCY [32], LOAD_POLL_SECS [10]; LOAD_POOL_SIZE [10] per instance;
 //! LOAD_PGBENCH_TXNS [10000] per webhook run, LOAD_PGBENCH_SECS [8] for select-only;
 //! LOAD_SCENARIO_SECS [30] cap per closed-loop scenario; LOAD_PG_SETTINGS
-//! (`name=value,…` for the embedded server); LOAD_DATA_DIR (keep the cluster there);
+//! (`name=value,…` for the embedded server, after the harness's max_connections=300,
+//! track_wal_io_timing=on, track_io_timing=on); LOAD_DATA_DIR (keep the cluster there);
 //! LOAD_PGBENCH (path); DATABASE_URL (use that database instead); LOAD_SCENARIOS
 //! [unique,half,storm,create,poll] a subset to run while profiling (half needs unique,
 //! poll polls the orders the webhook scenarios made); LOAD_RUST_LOG [info] the instances'
@@ -89,7 +91,11 @@ impl Settings {
             .filter(|c| *c > 0)
             .collect();
         // Defaults first: Postgres keeps the last `-c` of a name, so LOAD_PG_SETTINGS wins.
-        let pg_settings = [("max_connections", "300"), ("track_wal_io_timing", "on")]
+        let pg_settings = [
+            ("max_connections", "300"),
+            ("track_wal_io_timing", "on"),
+            ("track_io_timing", "on"),
+        ]
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .chain(

@@ -116,6 +116,9 @@ pub struct DbStats {
     /// Blocks this database read from outside shared_buffers (page cache or disk).
     #[diesel(sql_type = BigInt)]
     pub blks_read: i64,
+    /// Time spent reading them (0 unless track_io_timing, which the harness turns on).
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub blk_read_ms: f64,
     /// WAL segment files ahead of the insert position (recycled, ready to be reused);
     /// -1 when the role may not list pg_wal.
     #[diesel(sql_type = BigInt)]
@@ -131,6 +134,7 @@ impl DbStats {
                     (SELECT wal_sync_time FROM pg_stat_wal) AS wal_sync_ms, \
                     pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint AS wal_bytes, \
                     (SELECT blks_read FROM pg_stat_database WHERE datname = current_database()) AS blks_read, \
+                    (SELECT blk_read_time FROM pg_stat_database WHERE datname = current_database()) AS blk_read_ms, \
                     CASE WHEN pg_has_role('pg_monitor', 'USAGE') THEN \
                         (SELECT count(*) FROM pg_ls_waldir() \
                           WHERE name ~ '^[0-9A-F]{24}$' AND name > pg_walfile_name(pg_current_wal_lsn())) \
@@ -144,7 +148,7 @@ impl DbStats {
         let syncs = self.wal_syncs - before.wal_syncs;
         let ms = self.wal_sync_ms - before.wal_sync_ms;
         format!(
-            "{:.1} MiB of WAL ({} spare 16 MiB segments before) in {syncs} flushes{}, {} checkpoints, {} autovacuum/autoanalyze runs finished, {} blocks read into shared_buffers",
+            "{:.1} MiB of WAL ({} spare 16 MiB segments before) in {syncs} flushes{}, {} checkpoints, {} autovacuum/autoanalyze runs finished, {} blocks read into shared_buffers in {:.1} ms",
             (self.wal_bytes - before.wal_bytes) as f64 / (1024.0 * 1024.0),
             before.spare_segments,
             if syncs > 0 && ms > 0.0 {
@@ -154,7 +158,8 @@ impl DbStats {
             },
             self.checkpoints - before.checkpoints,
             self.vacuums - before.vacuums,
-            self.blks_read - before.blks_read
+            self.blks_read - before.blks_read,
+            self.blk_read_ms - before.blk_read_ms
         )
     }
 }
