@@ -26,18 +26,30 @@ pub use pool::{Db, PoolError, PooledConn};
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
+/// Session advisory lock held while migrating ("paidonce" in ASCII).
+const MIGRATION_LOCK: i64 = 0x7061_6964_6f6e_6365;
+
 /// Runs pending migrations; returns the versions applied (empty when up to date).
+/// Instances starting together on one database take turns: without the lock both would
+/// see the same migrations pending, and the second would fail creating what the first
+/// just created. The lock is the session's, so a process that dies releases it.
 /// Uses a blocking connection on a blocking thread: diesel's harness is synchronous.
 pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
     let url = url.to_owned();
     tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
+        use diesel::connection::SimpleConnection;
         let mut conn =
             <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
                 .context("connecting to the database to migrate")?;
-        let applied = conn
+        conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+            .context("waiting for the migration lock")?;
+        let applied: anyhow::Result<Vec<String>> = conn
             .run_pending_migrations(MIGRATIONS)
-            .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
-        Ok(applied.into_iter().map(|v| v.to_string()).collect())
+            .map(|versions| versions.into_iter().map(|v| v.to_string()).collect())
+            .map_err(|e| anyhow::anyhow!("migration failed: {e}"));
+        // Released with the session anyway; unlocking lets the next instance go now.
+        let _ = conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
+        applied
     })
     .await
     .context("migration thread")?

@@ -43,6 +43,47 @@ async fn migrate_twice_is_a_no_op_the_second_time() {
 }
 
 #[tokio::test]
+async fn instances_migrating_a_fresh_database_at_once_all_succeed() {
+    let db = TestDb::empty().await;
+    let racers: Vec<_> = (0..4)
+        .map(|_| {
+            paidonce()
+                .arg("migrate")
+                .env("DATABASE_URL", &db.url)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = racers
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for out in &outs {
+        assert!(
+            out.status.success(),
+            "a migrate racing three others failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // One of them applied everything; the others found nothing left to do.
+    let stdouts: Vec<String> = outs
+        .iter()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .collect();
+    let appliers = stdouts
+        .iter()
+        .filter(|s| s.starts_with("applied migration"))
+        .count();
+    let idle = stdouts
+        .iter()
+        .filter(|s| *s == "migrations: up to date")
+        .count();
+    assert_eq!((appliers, idle), (1, 3), "{stdouts:?}");
+}
+
+#[tokio::test]
 async fn reconcile_prints_its_report_and_exits_0() {
     let db = TestDb::new().await;
     let out = paidonce()

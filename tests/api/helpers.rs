@@ -130,6 +130,20 @@ impl TestDb {
         }
     }
 
+    /// A database of its own with nothing in it: no migrations run.
+    pub async fn empty() -> TestDb {
+        let name = format!("t_{}", Uuid::new_v4().simple());
+        admin_conn()
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE template0"))
+            .await
+            .expect("creating an empty test database");
+        TestDb {
+            url: server_url(&name),
+            name,
+        }
+    }
+
     pub async fn conn(&self) -> AsyncPgConnection {
         AsyncPgConnection::establish(&self.url)
             .await
