@@ -30,6 +30,13 @@ pub fn validate(email: &str, pack_id: &str) -> Result<NewOrderRequest, AppError>
             "pack_id is required",
         ));
     }
+    // No pack id has one, and a NUL would make Postgres refuse the lookup (a 500).
+    if pack_id.chars().any(char::is_control) {
+        return Err(AppError::unprocessable(
+            "unknown_pack",
+            "pack_id holds a control character",
+        ));
+    }
     Ok(NewOrderRequest {
         email,
         pack_id: pack_id.to_owned(),

@@ -145,6 +145,13 @@ async fn invalid_order_requests_are_refused_with_an_error_body_and_nothing_store
             422,
             "unknown_pack",
         ),
+        (
+            // Postgres keeps no NUL in text: this was a 500.
+            "NUL in pack",
+            br#"{"email":"a@b.co","pack_id":"starter\u0000"}"#.to_vec(),
+            422,
+            "unknown_pack",
+        ),
     ];
     for (why, body, status, code) in cases {
         let res = app

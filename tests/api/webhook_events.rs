@@ -468,6 +468,10 @@ async fn the_admin_order_view_shows_transitions_events_and_ledger() {
         .await
         .unwrap();
     assert!(none.is_empty());
+    let nul = app.admin_get("/admin/api/events?outcome=applied%00").await;
+    assert_eq!(nul.status().as_u16(), 400);
+    let body: Value = nul.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_filter");
 }
 
 #[tokio::test]
