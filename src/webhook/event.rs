@@ -87,8 +87,12 @@ impl Event {
             .as_object()
             .ok_or_else(|| not_event("not a JSON object"))?;
         if let Some(kind) = obj.get("object") {
-            if kind.as_str() != Some("event") {
-                return Err(not_event("object is not \"event\""));
+            // v1 envelopes say "event"; Stripe's v2 (thin) events "v2.core.event".
+            let is_event = kind
+                .as_str()
+                .is_some_and(|k| k == "event" || (k.starts_with("v2.") && k.ends_with(".event")));
+            if !is_event {
+                return Err(not_event("object is not an event"));
             }
         }
         let id = obj

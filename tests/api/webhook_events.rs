@@ -68,6 +68,19 @@ async fn unknown_types_thin_events_connect_events_and_unknown_orders_answer_200(
             json!({"id": new_event_id(), "type": "payment_intent.succeeded", "related_object": {"id": "pi_1"}}),
             "ignored",
         ),
+        (
+            // A thin event as Stripe's v2 event destinations send it.
+            json!({
+                "id": new_event_id(),
+                "object": "v2.core.event",
+                "type": "v1.billing.meter.error_report_triggered",
+                "created": "2026-11-23T10:00:00.000Z",
+                "livemode": false,
+                "related_object": {"id": "mtr_1", "type": "billing.meter", "url": "/v1/billing/meters/mtr_1"},
+                "reason": null
+            }),
+            "ignored",
+        ),
         (connect, "ignored"),
         (unknown, "unknown_order"),
     ];
@@ -89,7 +102,7 @@ async fn unknown_types_thin_events_connect_events_and_unknown_orders_answer_200(
         .json()
         .await
         .unwrap();
-    assert_eq!(events.len(), 5);
+    assert_eq!(events.len(), 6);
     assert!(events.iter().all(|e| e["outcome"].is_string()));
 }
 
