@@ -150,6 +150,24 @@ async fn form_errors_re_render_with_the_message_and_the_input_kept() {
 }
 
 #[tokio::test]
+async fn without_a_publishable_key_the_live_pay_page_says_so_instead_of_failing() {
+    let stripe = StripeDouble::start().await;
+    let app = spawn_app_with(&as_pairs(&stripe.env())).await;
+    let order = app.create_order(&unique_email(), "starter").await;
+    let (status, html) = page(
+        &app,
+        &format!("/orders/{}/pay", order["id"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Card payments are not available"));
+    assert!(!html.contains("js.stripe.com"), "no card form without a key");
+    assert!(!html.contains(order["client_secret"].as_str().unwrap()));
+    assert!(html.contains(&format!("/orders/{}/status", order["id"].as_str().unwrap())));
+    assert_eq!(app.order_status(order["id"].as_str().unwrap()).await, "pending");
+}
+
+#[tokio::test]
 async fn the_live_pay_page_carries_the_keys_of_that_order_only() {
     let stripe = StripeDouble::start().await;
     let mut env = stripe.env();
