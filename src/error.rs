@@ -158,6 +158,11 @@ impl From<crate::db::pool::ReadError> for AppError {
 /// Connection-level failures: the database is away, not the query wrong.
 pub fn is_unavailable(err: &DieselError) -> bool {
     match err {
+        // What diesel reports once the connection died inside a transaction (the
+        // rollback could not be sent): the transaction is gone, nothing was applied.
+        DieselError::BrokenTransactionManager => true,
+        // The commit failed and so did the rollback: the commit error says why.
+        DieselError::RollbackErrorOnCommit { commit_error, .. } => is_unavailable(commit_error),
         DieselError::DatabaseError(
             DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
             _,
@@ -229,4 +234,37 @@ pub fn path_error_handler(
 ) -> actix_web::Error {
     let app = AppError::NotFound("resource");
     actix_web::error::InternalError::from_response(err, app.error_response()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_lost_inside_a_transaction_is_unavailable_not_internal() {
+        assert!(is_unavailable(&DieselError::BrokenTransactionManager));
+        let closed = || {
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection,
+                Box::new("connection closed".to_owned()),
+            )
+        };
+        assert!(is_unavailable(&DieselError::RollbackErrorOnCommit {
+            rollback_error: Box::new(closed()),
+            commit_error: Box::new(closed()),
+        }));
+        // A commit refused for a reason of its own stays an internal error.
+        assert!(!is_unavailable(&DieselError::RollbackErrorOnCommit {
+            rollback_error: Box::new(closed()),
+            commit_error: Box::new(DieselError::DatabaseError(
+                DatabaseErrorKind::SerializationFailure,
+                Box::new("could not serialize access".to_owned()),
+            )),
+        }));
+        assert!(!is_unavailable(&DieselError::NotFound));
+        assert!(matches!(
+            AppError::from(DieselError::BrokenTransactionManager),
+            AppError::DbUnavailable(_)
+        ));
+    }
 }
