@@ -96,16 +96,16 @@ impl Settings {
             ("track_wal_io_timing", "on"),
             ("track_io_timing", "on"),
         ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .chain(
-                std::env::var("LOAD_PG_SETTINGS")
-                    .unwrap_or_default()
-                    .split(',')
-                    .filter_map(|kv| kv.split_once('='))
-                    .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())),
-            )
-            .collect();
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .chain(
+            std::env::var("LOAD_PG_SETTINGS")
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())),
+        )
+        .collect();
         Settings {
             orders: env_or("LOAD_ORDERS", 5000),
             levels,

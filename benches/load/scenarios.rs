@@ -172,6 +172,19 @@ impl Bench {
         }
     }
 
+    /// The -D values webhook_script reads: client c's transactions pay orders
+    /// c × per_client onwards of the set.
+    fn webhook_defines(&self, per_client: usize) -> [(&'static str, String); 6] {
+        [
+            ("stride", per_client.to_string()),
+            ("i", "0".to_owned()),
+            ("payload", self.payload.clone()),
+            ("accounts", stack::ACCOUNTS.to_string()),
+            ("credits", self.pack.credits.to_string()),
+            ("account_prefix", format!("{}:acct:", self.tag)),
+        ]
+    }
+
     /// pgbench's webhook transaction on `per_client × c` fresh orders of `set`.
     async fn pgbench_webhook(
         &mut self,
@@ -186,14 +199,7 @@ impl Bench {
         let per_client = self.s.pgbench_txns.div_ceil(c);
         stack::seed_pgbench_orders(&mut self.conn, &self.tag, set, per_client * c).await?;
         let script = pgbench::webhook_script(&self.tag, set, shape);
-        let defines = [
-            ("stride", per_client.to_string()),
-            ("i", "0".to_owned()),
-            ("payload", self.payload.clone()),
-            ("accounts", stack::ACCOUNTS.to_string()),
-            ("credits", self.pack.credits.to_string()),
-            ("account_prefix", format!("{}:acct:", self.tag)),
-        ];
+        let defines = self.webhook_defines(per_client);
         let name = format!("webhook-{set}");
         let job = pgbench::Job {
             name: &name,
@@ -495,9 +501,8 @@ impl Bench {
 
     /// The tail's reference: pgbench's webhook transaction, pipelined as the app sends it,
     /// at the half-peak rate for the same warm-up and window, on as many connections as
-    /// the app's pool. What the database and this box give at that rate without the app;
-    /// pgbench schedules arrivals at random (Poisson), the harness evenly, which if
-    /// anything widens pgbench's tail.
+    /// the app's pool: what the database and this box give at that rate without the app.
+    /// `pgbench -R` schedules Poisson arrivals only, hence the app's Poisson window.
     async fn pgbench_half(&mut self, rate: f64) -> anyhow::Result<Option<pgbench::Outcome>> {
         if self.pgbench.is_none() {
             return Ok(None);
@@ -509,14 +514,7 @@ impl Bench {
         let set = "halfp";
         stack::seed_pgbench_orders(&mut self.conn, &self.tag, set, per_client * clients).await?;
         let script = pgbench::webhook_script(&self.tag, set, Shape::Pipelined);
-        let defines = [
-            ("stride", per_client.to_string()),
-            ("i", "0".to_owned()),
-            ("payload", self.payload.clone()),
-            ("accounts", stack::ACCOUNTS.to_string()),
-            ("credits", self.pack.credits.to_string()),
-            ("account_prefix", format!("{}:acct:", self.tag)),
-        ];
+        let defines = self.webhook_defines(per_client);
         let job = pgbench::Job {
             name: "webhook-half",
             script: &script,

@@ -77,7 +77,11 @@ pub async fn get_events(
     let outcome = filter.outcome.as_deref().filter(|s| !s.is_empty());
     let event_type = filter.event_type.as_deref().filter(|s| !s.is_empty());
     // Postgres refuses a NUL in text: that would be a 500, not an answer.
-    if [outcome, event_type].iter().flatten().any(|s| s.contains('\0')) {
+    if [outcome, event_type]
+        .iter()
+        .flatten()
+        .any(|s| s.contains('\0'))
+    {
         return Err(AppError::bad_request(
             "invalid_filter",
             "outcome and type must not hold a NUL character",

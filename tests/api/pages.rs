@@ -161,10 +161,16 @@ async fn without_a_publishable_key_the_live_pay_page_says_so_instead_of_failing(
     .await;
     assert_eq!(status, 200);
     assert!(html.contains("Card payments are not available"));
-    assert!(!html.contains("js.stripe.com"), "no card form without a key");
+    assert!(
+        !html.contains("js.stripe.com"),
+        "no card form without a key"
+    );
     assert!(!html.contains(order["client_secret"].as_str().unwrap()));
     assert!(html.contains(&format!("/orders/{}/status", order["id"].as_str().unwrap())));
-    assert_eq!(app.order_status(order["id"].as_str().unwrap()).await, "pending");
+    assert_eq!(
+        app.order_status(order["id"].as_str().unwrap()).await,
+        "pending"
+    );
 }
 
 #[tokio::test]
