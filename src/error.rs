@@ -158,8 +158,9 @@ impl From<crate::db::pool::ReadError> for AppError {
 /// Connection-level failures: the database is away, not the query wrong.
 pub fn is_unavailable(err: &DieselError) -> bool {
     match err {
-        // What diesel reports once the connection died inside a transaction (the
-        // rollback could not be sent): the transaction is gone, nothing was applied.
+        // What diesel reports once the connection died inside a transaction and the
+        // rollback could not be sent. Whether or not the server got that far, a retry
+        // is safe: every write path is idempotent (event dedup, idempotency keys).
         DieselError::BrokenTransactionManager => true,
         // The commit failed and so did the rollback: the commit error says why.
         DieselError::RollbackErrorOnCommit { commit_error, .. } => is_unavailable(commit_error),
