@@ -159,8 +159,8 @@ impl From<crate::db::pool::ReadError> for AppError {
 pub fn is_unavailable(err: &DieselError) -> bool {
     match err {
         // What diesel reports once the connection died inside a transaction and the
-        // rollback could not be sent. Whether or not the server got that far, a retry
-        // is safe: every write path is idempotent (event dedup, idempotency keys).
+        // rollback could not be sent: the database went away, the request was fine.
+        // (A webhook retried after this is safe either way: the event id dedups.)
         DieselError::BrokenTransactionManager => true,
         // The commit failed and so did the rollback: the commit error says why.
         DieselError::RollbackErrorOnCommit { commit_error, .. } => is_unavailable(commit_error),
