@@ -427,9 +427,9 @@ impl Bench {
     ) -> anyhow::Result<Window> {
         let total = ((rate * self.s.half_secs) as usize).max(1);
         let warmup = (rate * self.s.half_warmup_secs) as usize;
-        let label = match arrivals {
-            Arrivals::Even => "evenly spaced",
-            Arrivals::Poisson => "Poisson arrivals",
+        let (label, name) = match arrivals {
+            Arrivals::Even => ("evenly spaced", "unique half-peak"),
+            Arrivals::Poisson => ("Poisson arrivals", "unique half-peak, Poisson"),
         };
         println!("  {label}: {warmup} events of warm-up then {total} measured");
         let orders = stack::seed_orders(&mut self.conn, &self.tag, set, warmup + total).await?;
@@ -439,10 +439,6 @@ impl Bench {
             &self.client,
             events::unique(&self.a.base, &self.tag, set, &orders, &self.pack),
         );
-        let name = match arrivals {
-            Arrivals::Even => "unique half-peak",
-            Arrivals::Poisson => "unique half-peak, Poisson",
-        };
         let mark = self.mark().await?;
         let (warm, mark) = if warmup > 0 {
             let w = driver::open_loop(
