@@ -27,6 +27,9 @@ pub enum AppError {
     KeyMismatch,
     #[error("the payment provider could not be reached; nothing was charged, retry later")]
     Provider(#[source] anyhow::Error),
+    /// A 4xx from the provider: retrying the same request cannot help.
+    #[error("the payment provider refused the request; nothing was charged")]
+    ProviderRefused(#[source] anyhow::Error),
     #[error("the database is unavailable; retry later")]
     DbUnavailable(#[source] anyhow::Error),
     #[error("internal error")]
@@ -66,6 +69,7 @@ impl AppError {
             AppError::KeyInUse => "idempotency_key_in_use",
             AppError::KeyMismatch => "idempotency_key_mismatch",
             AppError::Provider(_) => "provider_unavailable",
+            AppError::ProviderRefused(_) => "provider_refused",
             AppError::DbUnavailable(_) => "database_unavailable",
             AppError::Internal(_) => "internal_error",
         }
@@ -88,7 +92,7 @@ impl ResponseError for AppError {
             AppError::Unauthorized => StatusCode::UNAUTHORIZED,
             AppError::KeyInUse => StatusCode::CONFLICT,
             AppError::KeyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
-            AppError::Provider(_) => StatusCode::BAD_GATEWAY,
+            AppError::Provider(_) | AppError::ProviderRefused(_) => StatusCode::BAD_GATEWAY,
             AppError::DbUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -1,3 +1,4 @@
+pub mod catchup;
 pub mod cli;
 pub mod config;
 pub mod db;

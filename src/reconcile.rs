@@ -1,7 +1,7 @@
-//! Heals lost webhooks: asks the provider about orders still unsettled after
-//! RECONCILE_AFTER_SECS and applies the PaymentIntent's real status through the same
-//! exactly-once `settle::apply`, and resumes creations interrupted between the database
-//! and the provider. A pass leases its orders (FOR UPDATE SKIP LOCKED, then a lease
+//! Heals lost webhooks in two sweeps: asks the provider about orders still unsettled
+//! after RECONCILE_AFTER_SECS and applies the PaymentIntent's real status through the
+//! same exactly-once `settle::apply` (resuming creations interrupted between the database
+//! and the provider), then catches up on the provider's event list (`crate::catchup`). A pass leases its orders (FOR UPDATE SKIP LOCKED, then a lease
 //! column) and keeps them until it ends, so concurrent passes on several instances never
 //! ask about the same order; no connection is held while the provider is called.
 
@@ -11,6 +11,7 @@ use chrono::Utc;
 use diesel_async::AsyncConnection;
 use uuid::Uuid;
 
+use crate::catchup::CatchupReport;
 use crate::db;
 use crate::domain::order::OrderStatus;
 use crate::orders::settle::{self, OrderRef, Settled};
@@ -27,12 +28,29 @@ const LEASE: Duration = Duration::from_secs(300);
 #[derive(Debug, Default, Clone)]
 pub struct ReconcileReport {
     pub checked: u32,
+    /// Orders whose status changed, by either sweep.
     pub changed: Vec<(Uuid, OrderStatus, OrderStatus)>,
     pub resumed: u32,
+    /// Orders the provider could not be asked about.
     pub errors: u32,
+    pub events: CatchupReport,
 }
 
 impl ReconcileReport {
+    /// Records a status change; several changes to one order in a pass (the catch-up may
+    /// apply its success and then its refund) are one line, from the first to the last.
+    pub fn record_change(&mut self, change: (Uuid, OrderStatus, OrderStatus)) {
+        let (id, _, to) = change;
+        match self.changed.iter().position(|c| c.0 == id) {
+            // Back where the pass found it: no change after all.
+            Some(i) if self.changed[i].1 == to => {
+                self.changed.remove(i);
+            }
+            Some(i) => self.changed[i].2 = to,
+            None => self.changed.push(change),
+        }
+    }
+
     /// The lines `paidonce reconcile` prints (SPEC §6).
     pub fn lines(&self) -> Vec<String> {
         let mut out: Vec<String> = self
@@ -40,6 +58,7 @@ impl ReconcileReport {
             .iter()
             .map(|(id, from, to)| format!("order {id}: {from} -> {to}"))
             .collect();
+        out.push(self.events.line());
         out.push(format!(
             "reconciled: checked {}, changed {}, errors {}",
             self.checked,
@@ -71,7 +90,7 @@ pub async fn reconcile_once(state: &AppState, trigger: &str) -> anyhow::Result<R
     for order in &claimed {
         report.checked += 1;
         match check(state, order).await {
-            Ok(Some(change)) => report.changed.push(change),
+            Ok(Some(change)) => report.record_change(change),
             Ok(None) => {}
             Err(Checked::Resumed) => report.resumed += 1,
             Err(Checked::Failed(e)) => {
@@ -85,6 +104,23 @@ pub async fn reconcile_once(state: &AppState, trigger: &str) -> anyhow::Result<R
     let mut conn = state.db.get().await?;
     let ids: Vec<Uuid> = claimed.iter().map(|o| o.id).collect();
     db::orders::release_leases(&mut conn, &ids).await?;
+    drop(conn);
+
+    // Second sweep: the events that never arrived (refunds, disputes, failures).
+    match crate::catchup::catch_up(state).await {
+        Ok(events) => {
+            for change in &events.changed {
+                report.record_change(*change);
+            }
+            report.events = events;
+        }
+        Err(e) => {
+            report.events.counts.errors += 1;
+            tracing::warn!(error = %e, "event catch-up failed");
+        }
+    }
+
+    let mut conn = state.db.get().await?;
     let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     db::reconcile_runs::finish(
         &mut conn,
@@ -140,6 +176,7 @@ async fn check(
     let reference = OrderRef {
         metadata_order_id: Some(order.id.to_string()),
         payment_intent_id: Some(pi.clone()),
+        charge_id: None,
     };
     let mut conn = state
         .db

@@ -68,6 +68,12 @@ pub async fn insert_if_new(
     Ok(inserted == 1)
 }
 
+pub async fn exists(mut conn: &AsyncPgConnection, event_id: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(webhook_events::table.find(event_id)))
+        .get_result(&mut conn)
+        .await
+}
+
 pub async fn set_outcome(
     mut conn: &AsyncPgConnection,
     event_id: &str,

@@ -32,8 +32,8 @@ pub struct Entry {
     pub created_at: DateTime<Utc>,
 }
 
-/// Plain insert: the unique (order, kind, refund_total) key refuses a second grant or a
-/// second revocation for the same refund total, rolling back the caller's transaction.
+/// Plain insert: the schema's unique keys refuse a second grant or a second dispute
+/// revocation for one order, rolling back the caller's transaction.
 pub async fn insert(mut conn: &AsyncPgConnection, entry: &NewEntry<'_>) -> QueryResult<()> {
     diesel::insert_into(ledger::table)
         .values(entry)

@@ -4,6 +4,8 @@
 
 pub mod accounts;
 pub mod cached;
+pub mod catchup;
+pub mod charges;
 pub mod embedded;
 pub mod events;
 pub mod idempotency;
@@ -23,6 +25,39 @@ use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 pub use pool::{Db, PoolError, PooledConn};
+
+/// The column mapping of a `text_enum!`: written as its text, read back through its
+/// parse, so an unknown value in the database is an error rather than a default.
+macro_rules! text_enum_sql {
+    ($($ty:ty),+) => {$(
+        impl diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg> for $ty {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
+            ) -> diesel::serialize::Result {
+                <str as diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg>>::to_sql(
+                    self.as_str(),
+                    out,
+                )
+            }
+        }
+
+        impl diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg> for $ty {
+            fn from_sql(bytes: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+                let text = <String as diesel::deserialize::FromSql<
+                    diesel::sql_types::Text,
+                    diesel::pg::Pg,
+                >>::from_sql(bytes)?;
+                text.parse::<$ty>().map_err(Into::into)
+            }
+        }
+    )+};
+}
+
+text_enum_sql!(
+    crate::domain::order::OrderStatus,
+    crate::domain::order::DisputeState
+);
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 

@@ -2,31 +2,14 @@
 //! guarded UPDATE (… WHERE status = the status we locked) as a second line of defence.
 
 use chrono::{DateTime, Utc};
-use diesel::deserialize::{self, FromSql};
-use diesel::pg::{Pg, PgValue};
 use diesel::prelude::*;
-use diesel::serialize::{self, Output, ToSql};
-use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::db::cached::CachedExt;
-use crate::db::schema::{accounts, order_transitions, orders};
-use crate::domain::order::{Change, OrderState, OrderStatus};
-
-impl ToSql<Text, Pg> for OrderStatus {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
-        <str as ToSql<Text, Pg>>::to_sql(self.as_str(), out)
-    }
-}
-
-impl FromSql<Text, Pg> for OrderStatus {
-    fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
-        let text = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
-        text.parse::<OrderStatus>().map_err(Into::into)
-    }
-}
+use crate::db::schema::{accounts, order_charges, order_transitions, orders};
+use crate::domain::order::{Change, DisputeState, OrderState, OrderStatus};
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = orders, check_for_backend(diesel::pg::Pg))]
@@ -42,10 +25,11 @@ pub struct Order {
     pub payment_intent_id: Option<String>,
     pub client_secret: Option<String>,
     pub amount_refunded: i64,
-    pub dispute_seen: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub paid_at: Option<DateTime<Utc>>,
+    pub dispute: DisputeState,
+    pub refunds_as_of: Option<i64>,
 }
 
 impl Order {
@@ -57,7 +41,26 @@ impl Order {
             currency: self.currency.clone(),
             payment_intent_id: self.payment_intent_id.clone(),
             amount_refunded: self.amount_refunded,
-            dispute_seen: self.dispute_seen,
+            dispute: self.dispute,
+            refunds_as_of: self.refunds_as_of,
+        }
+    }
+}
+
+/// The facts a change was decided on, which the guarded UPDATE checks are still there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    pub status: OrderStatus,
+    pub amount_refunded: i64,
+    pub dispute: DisputeState,
+}
+
+impl Order {
+    pub fn expected(&self) -> Expected {
+        Expected {
+            status: self.status,
+            amount_refunded: self.amount_refunded,
+            dispute: self.dispute,
         }
     }
 }
@@ -115,6 +118,23 @@ pub async fn lock(mut conn: &AsyncPgConnection, id: Uuid) -> QueryResult<Option<
         .optional()
 }
 
+/// Like `lock`, finding the order by a charge it was seen with.
+pub async fn lock_by_charge(
+    mut conn: &AsyncPgConnection,
+    charge_id: &str,
+) -> QueryResult<Option<Order>> {
+    let owner = order_charges::table
+        .filter(order_charges::charge_id.eq(charge_id))
+        .select(order_charges::order_id);
+    orders::table
+        .filter(orders::id.eq_any(owner))
+        .select(Order::as_select())
+        .for_update()
+        .first(&mut conn)
+        .await
+        .optional()
+}
+
 /// Like `lock`, finding the order by its PaymentIntent.
 pub async fn lock_by_payment_intent(
     mut conn: &AsyncPgConnection,
@@ -129,12 +149,13 @@ pub async fn lock_by_payment_intent(
         .optional()
 }
 
-/// Writes a decided change, only if the order still has the status it was decided on.
-/// `None` means somebody else changed it first (cannot happen under the row lock).
+/// Writes a decided change, only if the order still holds the facts it was decided on
+/// (status, refund total, dispute). `None` means somebody else changed it first: that
+/// cannot happen under the row lock, and if it ever did, no credit moves on a stale read.
 pub async fn apply_change(
     mut conn: &AsyncPgConnection,
     id: Uuid,
-    expected: OrderStatus,
+    expected: &Expected,
     change: &Change,
 ) -> QueryResult<Option<Order>> {
     let paid_at = if change.marks_paid {
@@ -145,12 +166,15 @@ pub async fn apply_change(
     diesel::update(
         orders::table
             .filter(orders::id.eq(id))
-            .filter(orders::status.eq(expected)),
+            .filter(orders::status.eq(expected.status))
+            .filter(orders::amount_refunded.eq(expected.amount_refunded))
+            .filter(orders::dispute.eq(expected.dispute)),
     )
     .set((
         orders::status.eq(change.to),
         orders::amount_refunded.eq(change.amount_refunded),
-        orders::dispute_seen.eq(change.dispute_seen),
+        orders::dispute.eq(change.dispute),
+        orders::refunds_as_of.eq(change.refunds_as_of),
         orders::paid_at.eq(diesel::dsl::sql::<
             diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
         >("COALESCE(paid_at, ")
@@ -238,7 +262,7 @@ pub async fn claim_for_reconcile(
               AND (reconcile_lease_until IS NULL OR reconcile_lease_until < now()) \
             ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
          RETURNING id, account_id, pack_id, credits, amount, currency, status, provider_key, payment_intent_id, \
-                   client_secret, amount_refunded, dispute_seen, created_at, updated_at, paid_at",
+                   client_secret, amount_refunded, created_at, updated_at, paid_at, dispute, refunds_as_of",
     )
     .bind::<diesel::sql_types::Timestamptz, _>(newest)
     .bind::<diesel::sql_types::Timestamptz, _>(oldest)

@@ -159,3 +159,36 @@ pub async fn pending_count(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
         .get_result(conn)
         .await
 }
+
+#[derive(QueryableByName)]
+struct ListedPayload {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    payload: String,
+}
+
+/// The sandbox's events as Stripe's list returns them: newest first, one row per event
+/// id (a chaos duplicate is one event), of the given types, created at or after
+/// `created_gte`, after the event `starting_after`. Up to `limit` payloads.
+pub async fn list_events(
+    conn: &mut AsyncPgConnection,
+    types: &[&str],
+    created_gte: i64,
+    starting_after: Option<&str>,
+    limit: i64,
+) -> QueryResult<Vec<String>> {
+    let rows: Vec<ListedPayload> = diesel::sql_query(
+        "SELECT d.payload FROM sandbox_deliveries d \
+         WHERE (d.payload::jsonb ->> 'type') = ANY($1) \
+           AND (d.payload::jsonb ->> 'created')::bigint >= $2 \
+           AND NOT EXISTS (SELECT 1 FROM sandbox_deliveries e WHERE e.event_id = d.event_id AND e.id < d.id) \
+           AND ($3::text IS NULL OR d.id < (SELECT min(id) FROM sandbox_deliveries WHERE event_id = $3)) \
+         ORDER BY d.id DESC LIMIT $4",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(types)
+    .bind::<diesel::sql_types::BigInt, _>(created_gte)
+    .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(starting_after)
+    .bind::<diesel::sql_types::BigInt, _>(limit)
+    .load(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| r.payload).collect())
+}

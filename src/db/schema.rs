@@ -17,6 +17,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    event_catchup (id) {
+        id -> Int4,
+        cursor_created -> Nullable<Int8>,
+        lease_until -> Nullable<Timestamptz>,
+        last_started_at -> Nullable<Timestamptz>,
+        last_finished_at -> Nullable<Timestamptz>,
+        last_listed -> Int4,
+        last_applied -> Int4,
+        last_duplicate -> Int4,
+        last_errors -> Int4,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     idempotency_keys (key) {
         key -> Text,
         fingerprint -> Text,
@@ -39,6 +54,14 @@ diesel::table! {
         delta -> Int8,
         refund_total -> Int8,
         cause -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    order_charges (charge_id) {
+        charge_id -> Text,
+        order_id -> Uuid,
         created_at -> Timestamptz,
     }
 }
@@ -67,11 +90,12 @@ diesel::table! {
         payment_intent_id -> Nullable<Text>,
         client_secret -> Nullable<Text>,
         amount_refunded -> Int8,
-        dispute_seen -> Bool,
         reconcile_lease_until -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         paid_at -> Nullable<Timestamptz>,
+        dispute -> Text,
+        refunds_as_of -> Nullable<Int8>,
     }
 }
 
@@ -141,6 +165,7 @@ diesel::table! {
 
 diesel::joinable!(ledger -> accounts (account_id));
 diesel::joinable!(ledger -> orders (order_id));
+diesel::joinable!(order_charges -> orders (order_id));
 diesel::joinable!(order_transitions -> orders (order_id));
 diesel::joinable!(orders -> accounts (account_id));
 diesel::joinable!(orders -> packs (pack_id));
@@ -148,8 +173,10 @@ diesel::joinable!(orders -> packs (pack_id));
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
     app_secrets,
+    event_catchup,
     idempotency_keys,
     ledger,
+    order_charges,
     order_transitions,
     orders,
     packs,

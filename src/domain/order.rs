@@ -1,57 +1,45 @@
 //! The order state machine of SPEC §3 as one pure function, `decide`.
-//! Every caller that learns something about a payment (webhook, reconciler, return
-//! page) turns it into a `PaymentFact`; `orders::settle` applies the `Decision`.
-//! Invariant for paid orders: credits revoked so far = `revoked_credits(amount_refunded)`.
+//! Every caller that learns something about a payment (webhook, event catch-up,
+//! reconciler, return page) turns it into a `PaymentFact`; `orders::settle` applies the
+//! `Decision`. An order's status and credits are a function of the facts it holds (the
+//! payment outcome, the refund total, the dispute and its end), whatever order they
+//! arrived in: `paid_status` and `revoked_target` are those functions.
 
-use std::fmt;
-use std::str::FromStr;
+crate::text_enum! {
+    pub enum OrderStatus {
+        Pending => "pending",
+        Processing => "processing",
+        Paid => "paid",
+        PartiallyRefunded => "partially_refunded",
+        Refunded => "refunded",
+        Failed => "failed",
+        Canceled => "canceled",
+        Disputed => "disputed",
+        DisputeLost => "dispute_lost",
+        NeedsReview => "needs_review",
+    }
+}
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, diesel::AsExpression, diesel::FromSqlRow)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub enum OrderStatus {
-    Pending,
-    Processing,
-    Paid,
-    PartiallyRefunded,
-    Refunded,
-    Failed,
-    Canceled,
-    Disputed,
-    NeedsReview,
+crate::text_enum! {
+    /// The order's dispute as far as the facts tell: a dispute may close before its
+    /// creation is seen, and both may come before the success.
+    pub enum DisputeState {
+        None => "none",
+        Open => "open",
+        /// Closed `won` or `warning_closed` (or `prevented`): nothing is taken back.
+        Won => "won",
+        /// Closed `lost`: every credit the order still holds is revoked.
+        Lost => "lost",
+    }
 }
 
 impl OrderStatus {
-    pub const ALL: [OrderStatus; 9] = [
-        OrderStatus::Pending,
-        OrderStatus::Processing,
-        OrderStatus::Paid,
-        OrderStatus::PartiallyRefunded,
-        OrderStatus::Refunded,
-        OrderStatus::Failed,
-        OrderStatus::Canceled,
-        OrderStatus::Disputed,
-        OrderStatus::NeedsReview,
-    ];
     /// Statuses the reconciler still asks the provider about.
     pub const UNSETTLED: [OrderStatus; 3] = [
         OrderStatus::Pending,
         OrderStatus::Processing,
         OrderStatus::Failed,
     ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Pending => "pending",
-            OrderStatus::Processing => "processing",
-            OrderStatus::Paid => "paid",
-            OrderStatus::PartiallyRefunded => "partially_refunded",
-            OrderStatus::Refunded => "refunded",
-            OrderStatus::Failed => "failed",
-            OrderStatus::Canceled => "canceled",
-            OrderStatus::Disputed => "disputed",
-            OrderStatus::NeedsReview => "needs_review",
-        }
-    }
 
     pub fn is_unsettled(self) -> bool {
         Self::UNSETTLED.contains(&self)
@@ -65,23 +53,8 @@ impl OrderStatus {
                 | OrderStatus::PartiallyRefunded
                 | OrderStatus::Refunded
                 | OrderStatus::Disputed
+                | OrderStatus::DisputeLost
         )
-    }
-}
-
-impl fmt::Display for OrderStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for OrderStatus {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown order status {s:?}"))
     }
 }
 
@@ -94,7 +67,9 @@ pub struct OrderState {
     pub currency: String,
     pub payment_intent_id: Option<String>,
     pub amount_refunded: i64,
-    pub dispute_seen: bool,
+    pub dispute: DisputeState,
+    /// Stripe's time of the last refund total taken from the provider (see `RefundsSynced`).
+    pub refunds_as_of: Option<i64>,
 }
 
 /// Something the provider says happened to the order's payment.
@@ -107,13 +82,39 @@ pub enum FactKind {
     },
     Failed,
     Canceled,
-    /// `amount_refunded` is the charge's cumulative refunded amount.
+    /// `amount_refunded` is the charge's cumulative refunded amount; `as_of` is when
+    /// Stripe made the event (unix seconds), `None` for an answer given just now.
     Refunded {
         charge_amount: i64,
         amount_refunded: i64,
         currency: String,
+        as_of: Option<i64>,
     },
-    Disputed,
+    /// The charge's refund total as the provider reports it now, asked for after a
+    /// refund failed or was canceled: it may lower the total. `as_of` is the failure
+    /// event's time; refund events made before it are stale.
+    RefundsSynced {
+        charge_amount: i64,
+        amount_refunded: i64,
+        currency: String,
+        as_of: i64,
+    },
+    /// A refund moved to a state that changes nothing (pending, succeeded: the charge's
+    /// `charge.refunded` carries the total).
+    RefundInFlight,
+    /// Amount and currency are checked against the order when the dispute carries them.
+    DisputeOpened {
+        amount: Option<i64>,
+        currency: Option<String>,
+    },
+    DisputeClosed {
+        lost: bool,
+        amount: Option<i64>,
+        currency: Option<String>,
+    },
+    /// A handled object that contradicts itself or what we can act on (a refund failure
+    /// with no charge, a dispute status nobody knows): the order goes to review.
+    Contradiction(&'static str),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,22 +134,39 @@ pub enum Decision {
 }
 
 /// A change to one order. `to` may equal the current status when only a remembered
-/// refund or dispute changes.
+/// fact changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub to: OrderStatus,
     pub grant: Option<i64>,
     pub revoke: Option<Revocation>,
     pub amount_refunded: i64,
-    pub dispute_seen: bool,
+    pub dispute: DisputeState,
+    pub refunds_as_of: Option<i64>,
     pub marks_paid: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationKind {
+    Refund,
+    Dispute,
+}
+
+impl RevocationKind {
+    pub fn ledger_kind(self) -> &'static str {
+        match self {
+            RevocationKind::Refund => "refund",
+            RevocationKind::Dispute => "dispute",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revocation {
-    /// Negative: credits taken back by this step.
+    /// Negative: credits taken back by this step; positive: given back (a refund failed).
     pub delta: i64,
-    /// The cumulative refund total this revocation brings the order to.
+    pub kind: RevocationKind,
+    /// The cumulative refund total after this step.
     pub refund_total: i64,
 }
 
@@ -163,8 +181,47 @@ pub fn revoked_credits(credits: i64, amount: i64, refunded: i64) -> i64 {
     i64::try_from(floor).unwrap_or(credits)
 }
 
+/// Credits a paid order has lost in total: all of them after a lost dispute, else what
+/// its refund total takes back. Never more than the order granted.
+pub fn revoked_target(credits: i64, amount: i64, refunded: i64, dispute: DisputeState) -> i64 {
+    match dispute {
+        DisputeState::Lost => credits,
+        _ => revoked_credits(credits, amount, refunded),
+    }
+}
+
+/// The status of a paid order, from its facts. A refund shows over an open dispute (the
+/// money already went back); a won dispute leaves the status the refunds give.
+pub fn paid_status(amount: i64, refunded: i64, dispute: DisputeState) -> OrderStatus {
+    match dispute {
+        DisputeState::Lost => OrderStatus::DisputeLost,
+        _ if refunded >= amount => OrderStatus::Refunded,
+        _ if refunded > 0 => OrderStatus::PartiallyRefunded,
+        DisputeState::Open => OrderStatus::Disputed,
+        DisputeState::None | DisputeState::Won => OrderStatus::Paid,
+    }
+}
+
+/// The facts an order holds besides its payment outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Facts {
+    amount_refunded: i64,
+    dispute: DisputeState,
+    refunds_as_of: Option<i64>,
+}
+
+impl Facts {
+    fn of(order: &OrderState) -> Facts {
+        Facts {
+            amount_refunded: order.amount_refunded,
+            dispute: order.dispute,
+            refunds_as_of: order.refunds_as_of,
+        }
+    }
+}
+
 /// The whole state machine of SPEC §3: given the order as stored and a new fact,
-/// what must change. Pure, so every pair is tested below.
+/// what must change. Pure, so every pair is tested.
 pub fn decide(order: &OrderState, fact: &PaymentFact) -> Decision {
     use OrderStatus::*;
 
@@ -173,20 +230,8 @@ pub fn decide(order: &OrderState, fact: &PaymentFact) -> Decision {
             return Decision::Mismatch("the event names a different PaymentIntent than the order");
         }
     }
-    let unchanged = Change {
-        to: order.status,
-        grant: None,
-        revoke: None,
-        amount_refunded: order.amount_refunded,
-        dispute_seen: order.dispute_seen,
-        marks_paid: false,
-    };
-    let move_to = |to: OrderStatus| {
-        Decision::Apply(Change {
-            to,
-            ..unchanged.clone()
-        })
-    };
+    let facts = Facts::of(order);
+    let move_to = |to: OrderStatus| Decision::Apply(change(to, facts, None, false));
 
     match &fact.kind {
         FactKind::Succeeded {
@@ -202,7 +247,9 @@ pub fn decide(order: &OrderState, fact: &PaymentFact) -> Decision {
             match order.status {
                 Pending | Processing | Failed => Decision::Apply(pay(order)),
                 Canceled => Decision::Mismatch("payment succeeded for an order canceled here"),
-                Paid | PartiallyRefunded | Refunded | Disputed | NeedsReview => Decision::Noop,
+                Paid | PartiallyRefunded | Refunded | Disputed | DisputeLost | NeedsReview => {
+                    Decision::Noop
+                }
             }
         }
         FactKind::Processing => match order.status {
@@ -221,88 +268,187 @@ pub fn decide(order: &OrderState, fact: &PaymentFact) -> Decision {
             charge_amount,
             amount_refunded,
             currency,
+            as_of,
         } => {
-            if !currency.eq_ignore_ascii_case(&order.currency) {
-                return Decision::Mismatch("refund currency differs from the order currency");
-            }
-            if *charge_amount != order.amount
-                || *amount_refunded > order.amount
-                || *amount_refunded < 0
+            if let Some(reason) =
+                refund_contradiction(order, *charge_amount, *amount_refunded, currency)
             {
-                return Decision::Mismatch("refunded charge does not match the order amount");
+                return Decision::Mismatch(reason);
             }
-            if *amount_refunded <= order.amount_refunded {
-                return Decision::Noop; // repeated or stale: this total was already applied
+            let stale = matches!((as_of, order.refunds_as_of), (Some(made), Some(synced)) if *made < synced);
+            if stale || *amount_refunded <= order.amount_refunded {
+                return Decision::Noop; // repeated, stale, or covered by a later sync
             }
-            if order.status.was_paid() {
-                Decision::Apply(refund(order, *amount_refunded))
-            } else {
-                // Remembered until the success arrives (or forever, for an order never paid).
-                Decision::Apply(Change {
+            with_facts(
+                order,
+                Facts {
                     amount_refunded: *amount_refunded,
-                    ..unchanged
-                })
-            }
+                    ..facts
+                },
+            )
         }
-        FactKind::Disputed => match order.status {
-            Paid => Decision::Apply(Change {
-                to: Disputed,
-                dispute_seen: true,
-                ..unchanged
-            }),
-            _ if order.dispute_seen => Decision::Noop,
-            Disputed => Decision::Noop,
-            _ => Decision::Apply(Change {
-                dispute_seen: true,
-                ..unchanged
-            }),
-        },
+        FactKind::RefundsSynced {
+            charge_amount,
+            amount_refunded,
+            currency,
+            as_of,
+        } => {
+            if let Some(reason) =
+                refund_contradiction(order, *charge_amount, *amount_refunded, currency)
+            {
+                return Decision::Mismatch(reason);
+            }
+            let as_of = Some(
+                order
+                    .refunds_as_of
+                    .map_or(*as_of, |known| known.max(*as_of)),
+            );
+            if *amount_refunded == order.amount_refunded && as_of == order.refunds_as_of {
+                return Decision::Noop;
+            }
+            with_facts(
+                order,
+                Facts {
+                    amount_refunded: *amount_refunded,
+                    refunds_as_of: as_of,
+                    ..facts
+                },
+            )
+        }
+        FactKind::RefundInFlight => Decision::Noop,
+        FactKind::DisputeOpened { amount, currency } => {
+            if let Some(reason) = dispute_contradiction(order, *amount, currency.as_deref()) {
+                return Decision::Mismatch(reason);
+            }
+            if order.dispute != DisputeState::None {
+                return Decision::Noop; // seen, or already closed (its creation came late)
+            }
+            with_facts(
+                order,
+                Facts {
+                    dispute: DisputeState::Open,
+                    ..facts
+                },
+            )
+        }
+        FactKind::DisputeClosed {
+            lost,
+            amount,
+            currency,
+        } => {
+            if let Some(reason) = dispute_contradiction(order, *amount, currency.as_deref()) {
+                return Decision::Mismatch(reason);
+            }
+            if matches!(order.dispute, DisputeState::Won | DisputeState::Lost) {
+                return Decision::Noop; // a closed dispute stays closed
+            }
+            let dispute = if *lost {
+                DisputeState::Lost
+            } else {
+                DisputeState::Won
+            };
+            with_facts(order, Facts { dispute, ..facts })
+        }
+        FactKind::Contradiction(reason) => Decision::Mismatch(reason),
+    }
+}
+
+fn refund_contradiction(
+    order: &OrderState,
+    charge_amount: i64,
+    amount_refunded: i64,
+    currency: &str,
+) -> Option<&'static str> {
+    if !currency.eq_ignore_ascii_case(&order.currency) {
+        return Some("refund currency differs from the order currency");
+    }
+    if charge_amount != order.amount || amount_refunded > order.amount || amount_refunded < 0 {
+        return Some("refunded charge does not match the order amount");
+    }
+    None
+}
+
+fn dispute_contradiction(
+    order: &OrderState,
+    amount: Option<i64>,
+    currency: Option<&str>,
+) -> Option<&'static str> {
+    if currency.is_some_and(|c| !c.eq_ignore_ascii_case(&order.currency)) {
+        return Some("dispute currency differs from the order currency");
+    }
+    if amount.is_some_and(|a| a > order.amount || a < 0) {
+        return Some("dispute amount is larger than the order amount");
+    }
+    None
+}
+
+/// The order with new facts: a paid order's status and credits follow them; an order
+/// not (yet) paid only remembers them until the success arrives.
+fn with_facts(order: &OrderState, new: Facts) -> Decision {
+    if !order.status.was_paid() {
+        return Decision::Apply(change(order.status, new, None, false));
+    }
+    let before = revoked_target(
+        order.credits,
+        order.amount,
+        order.amount_refunded,
+        order.dispute,
+    );
+    let after = revoked_target(
+        order.credits,
+        order.amount,
+        new.amount_refunded,
+        new.dispute,
+    );
+    let kind = if new.dispute == DisputeState::Lost && order.dispute != DisputeState::Lost {
+        RevocationKind::Dispute
+    } else {
+        RevocationKind::Refund
+    };
+    let revoke = (before != after).then_some(Revocation {
+        delta: before - after,
+        kind,
+        refund_total: new.amount_refunded,
+    });
+    let to = paid_status(order.amount, new.amount_refunded, new.dispute);
+    Decision::Apply(change(to, new, revoke, false))
+}
+
+fn change(to: OrderStatus, facts: Facts, revoke: Option<Revocation>, marks_paid: bool) -> Change {
+    Change {
+        to,
+        grant: None,
+        revoke,
+        amount_refunded: facts.amount_refunded,
+        dispute: facts.dispute,
+        refunds_as_of: facts.refunds_as_of,
+        marks_paid,
     }
 }
 
 /// Unpaid → paid with its one grant, then whatever refund or dispute overtook the success.
 fn pay(order: &OrderState) -> Change {
-    let mut change = Change {
-        to: OrderStatus::Paid,
-        grant: Some(order.credits),
-        revoke: None,
-        amount_refunded: order.amount_refunded,
-        dispute_seen: order.dispute_seen,
-        marks_paid: true,
+    let facts = Facts::of(order);
+    let revoked = revoked_target(
+        order.credits,
+        order.amount,
+        order.amount_refunded,
+        order.dispute,
+    );
+    let kind = if order.dispute == DisputeState::Lost {
+        RevocationKind::Dispute
+    } else {
+        RevocationKind::Refund
     };
-    if order.amount_refunded > 0 {
-        let paid = OrderState {
-            status: OrderStatus::Paid,
-            amount_refunded: 0,
-            ..order.clone()
-        };
-        let refunded = refund(&paid, order.amount_refunded);
-        change.to = refunded.to;
-        change.revoke = refunded.revoke;
-    } else if order.dispute_seen {
-        change.to = OrderStatus::Disputed;
-    }
-    change
-}
-
-fn refund(order: &OrderState, new_total: i64) -> Change {
-    let before = revoked_credits(order.credits, order.amount, order.amount_refunded);
-    let after = revoked_credits(order.credits, order.amount, new_total);
-    let delta = before - after;
+    let revoke = (revoked != 0).then_some(Revocation {
+        delta: -revoked,
+        kind,
+        refund_total: order.amount_refunded,
+    });
+    let to = paid_status(order.amount, order.amount_refunded, order.dispute);
     Change {
-        to: if new_total >= order.amount {
-            OrderStatus::Refunded
-        } else {
-            OrderStatus::PartiallyRefunded
-        },
-        grant: None,
-        revoke: (delta != 0).then_some(Revocation {
-            delta,
-            refund_total: new_total,
-        }),
-        amount_refunded: new_total,
-        dispute_seen: order.dispute_seen,
-        marks_paid: false,
+        grant: Some(order.credits),
+        ..change(to, facts, revoke, true)
     }
 }
 

@@ -121,14 +121,14 @@ pub async fn attach_intent(state: &AppState, order: Order) -> Result<Order, AppE
         description: format!("{} credits ({})", order.credits, order.pack_id),
         idempotency_key: &order.provider_key,
     };
-    let intent = state
-        .provider
-        .create_intent(&request)
-        .await
-        .map_err(|e| match e {
-            ProviderError::Database(_) => AppError::DbUnavailable(e.into()),
-            other => AppError::Provider(other.into()),
-        })?;
+    let intent = match state.provider.create_intent(&request).await {
+        Ok(intent) => intent,
+        Err(e @ ProviderError::Database(_)) => return Err(AppError::DbUnavailable(e.into())),
+        Err(ProviderError::Rejected { status, message }) => {
+            return Err(refused(state, &order, status, &message).await);
+        }
+        Err(other) => return Err(AppError::Provider(other.into())),
+    };
     if intent.amount != order.amount || !intent.currency.eq_ignore_ascii_case(&order.currency) {
         return Err(AppError::Provider(anyhow::anyhow!(
             "provider made an intent for {} {} instead of {} {}",
@@ -164,4 +164,39 @@ pub async fn attach_intent(state: &AppState, order: Order) -> Result<Order, AppE
             Ok(current)
         }
     }
+}
+
+/// The provider refused to make the order's intent (a 4xx). Stripe remembers the answer
+/// under the order's key, so no retry can ever succeed: the order is canceled through
+/// the one settlement path, with the provider's reason on its timeline and in the log.
+async fn refused(state: &AppState, order: &Order, status: u16, message: &str) -> AppError {
+    tracing::warn!(order_id = %order.id, status, reason = message, "provider refused to create the PaymentIntent");
+    let reason: String = message
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    let cause = format!("provider_refused ({status}): {reason}");
+    let reference = crate::orders::settle::OrderRef {
+        metadata_order_id: Some(order.id.to_string()),
+        payment_intent_id: None,
+        charge_id: None,
+    };
+    let fact = crate::domain::order::PaymentFact {
+        payment_intent_id: None,
+        kind: crate::domain::order::FactKind::Canceled,
+    };
+    let canceled = match state.db.get().await {
+        Ok(mut conn) => conn
+            .transaction::<_, diesel::result::Error, _>(async |c| {
+                crate::orders::settle::apply(c, &reference, &fact, &cause).await
+            })
+            .await
+            .map_err(anyhow::Error::from),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = canceled {
+        tracing::warn!(order_id = %order.id, error = %e, "could not cancel the refused order; the reconciler will");
+    }
+    AppError::ProviderRefused(anyhow::anyhow!("provider refused ({status}): {message}"))
 }

@@ -66,6 +66,7 @@ async fn sync(state: &AppState, order: &Order, pi: &str) -> anyhow::Result<()> {
     let reference = OrderRef {
         metadata_order_id: Some(order.id.to_string()),
         payment_intent_id: Some(pi.to_owned()),
+        charge_id: None,
     };
     let mut conn = state.db.get().await?;
     let settled = conn

@@ -1,5 +1,6 @@
-//! The only place an order changes status or credits move. Callers: the webhook, the
-//! reconciler and the return page. Must run inside a transaction: it locks the order row
+//! The only place an order changes status or credits move. Callers: the webhook (and
+//! the event catch-up, which runs the webhook's transaction), the reconciler and the
+//! return page. Must run inside a transaction: it locks the order row
 //! first, so concurrent callers for one order serialise here, and each sees the status
 //! the previous one committed. The ledger's unique key refuses a second grant even if
 //! this logic ever raced.
@@ -8,7 +9,7 @@ use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use crate::db::{ledger, orders};
+use crate::db::{charges, ledger, orders};
 use crate::domain::order::{Change, Decision, OrderStatus, PaymentFact, decide};
 
 /// How the provider's object points at the order.
@@ -17,6 +18,9 @@ pub struct OrderRef {
     /// `metadata.order_id`, as sent (may be anything).
     pub metadata_order_id: Option<String>,
     pub payment_intent_id: Option<String>,
+    /// The charge the object names (a refund's or dispute's `charge`, a success's
+    /// `latest_charge`): remembered for the order, and the last way to find it.
+    pub charge_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +57,8 @@ pub struct Locked {
     pub order: orders::Order,
     /// Found by PaymentIntent while `metadata.order_id` named something else.
     names_other_order: bool,
+    /// The charge the fact named, remembered for the order unless the fact contradicts it.
+    charge_id: Option<String>,
 }
 
 impl Locked {
@@ -98,30 +104,38 @@ pub async fn apply(
     Ok(locked.settled(&decision))
 }
 
-/// Finds and row-locks the order: by `metadata.order_id`, else by PaymentIntent. The
-/// first lookup is sent as soon as the future is first polled, so a caller can pipeline
-/// it behind another statement (the webhook's dedup insert).
+/// Finds and row-locks the order: by `metadata.order_id`, else by PaymentIntent, else by
+/// a charge seen before. The first lookup is sent as soon as the future is first polled,
+/// so a caller can pipeline it behind another statement (the webhook's dedup insert).
 pub async fn lock(conn: &AsyncPgConnection, reference: &OrderRef) -> QueryResult<Option<Locked>> {
+    let found = |order, names_other_order| {
+        Some(Locked {
+            order,
+            names_other_order,
+            charge_id: reference.charge_id.clone(),
+        })
+    };
     let by_metadata = reference
         .metadata_order_id
         .as_deref()
         .and_then(|s| Uuid::parse_str(s).ok());
     if let Some(id) = by_metadata {
         if let Some(order) = orders::lock(conn, id).await? {
-            return Ok(Some(Locked {
-                order,
-                names_other_order: false,
-            }));
+            return Ok(found(order, false));
         }
     }
-    let Some(pi) = &reference.payment_intent_id else {
-        return Ok(None);
-    };
-    let order = orders::lock_by_payment_intent(conn, pi).await?;
-    Ok(order.map(|order| Locked {
-        order,
-        names_other_order: reference.metadata_order_id.is_some(),
-    }))
+    let names_other = reference.metadata_order_id.is_some();
+    if let Some(pi) = &reference.payment_intent_id {
+        if let Some(order) = orders::lock_by_payment_intent(conn, pi).await? {
+            return Ok(found(order, names_other));
+        }
+    }
+    if let Some(charge) = &reference.charge_id {
+        if let Some(order) = orders::lock_by_charge(conn, charge).await? {
+            return Ok(found(order, names_other));
+        }
+    }
+    Ok(None)
 }
 
 /// Carries out a decision on the locked order: nothing, review, or the change.
@@ -132,6 +146,9 @@ pub async fn write(
     cause: &str,
 ) -> QueryResult<()> {
     let order = &locked.order;
+    if let (Some(charge), false) = (&locked.charge_id, matches!(decision, Decision::Mismatch(_))) {
+        charges::remember(conn, charge, order.id).await?;
+    }
     match decision {
         Decision::Noop => Ok(()),
         Decision::Mismatch(reason) => {
@@ -145,7 +162,8 @@ pub async fn write(
                 grant: None,
                 revoke: None,
                 amount_refunded: order.amount_refunded,
-                dispute_seen: order.dispute_seen,
+                dispute: order.dispute,
+                refunds_as_of: order.refunds_as_of,
                 marks_paid: false,
             };
             write_change(conn, order, &review, cause).await
@@ -182,10 +200,11 @@ async fn write_change(
     let revoke = change
         .revoke
         .as_ref()
-        .map(|r| entry("refund", r.delta, r.refund_total));
+        .map(|r| entry(r.kind.ledger_kind(), r.delta, r.refund_total));
     let moves = change.to != order.status;
+    let expected = order.expected();
     let (updated, (), (), ()) = futures_util::try_join!(
-        orders::apply_change(conn, order.id, order.status, change),
+        orders::apply_change(conn, order.id, &expected, change),
         when(
             moves,
             orders::insert_transition(conn, order.id, Some(order.status), change.to, cause)

@@ -62,6 +62,30 @@ impl Provider {
         result
     }
 
+    pub async fn retrieve_charge(&self, id: &str) -> Result<ChargeSnapshot, ProviderError> {
+        if !is_valid_id("ch_", id) && !is_valid_id("py_", id) {
+            return Err(ProviderError::InvalidResponse(format!(
+                "not a charge id: {id:?}"
+            )));
+        }
+        let result = match self {
+            Provider::Stripe(p) => p.retrieve_charge(id).await,
+            Provider::Sandbox(p) => p.retrieve_charge(id).await,
+        };
+        count("retrieve_charge", &result);
+        result
+    }
+
+    /// One page of the provider's events, newest first (SPEC §6, event catch-up).
+    pub async fn list_events(&self, query: &EventQuery) -> Result<EventPage, ProviderError> {
+        let result = match self {
+            Provider::Stripe(p) => p.list_events(query).await,
+            Provider::Sandbox(p) => p.list_events(query).await,
+        };
+        count("list_events", &result);
+        result
+    }
+
     pub async fn retrieve_intent(&self, id: &str) -> Result<IntentSnapshot, ProviderError> {
         if !is_valid_intent_id(id) {
             return Err(ProviderError::InvalidResponse(format!(
@@ -77,7 +101,7 @@ impl Provider {
     }
 }
 
-fn count(op: &'static str, result: &Result<IntentSnapshot, ProviderError>) {
+fn count<T>(op: &'static str, result: &Result<T, ProviderError>) {
     let outcome = match result {
         Ok(_) => "ok",
         Err(ProviderError::Unavailable { .. }) => "unavailable",
@@ -92,9 +116,130 @@ fn count(op: &'static str, result: &Result<IntentSnapshot, ProviderError>) {
 
 /// Stripe ids are short ASCII words; anything else never reaches a URL path or our tables.
 pub fn is_valid_intent_id(id: &str) -> bool {
-    id.starts_with("pi_")
+    is_valid_id("pi_", id)
+}
+
+pub fn is_valid_id(prefix: &str, id: &str) -> bool {
+    id.starts_with(prefix)
         && id.len() <= 255
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// What settlement needs of a charge: which PaymentIntent it belongs to and how much of
+/// it has been refunded now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeSnapshot {
+    pub id: String,
+    pub payment_intent_id: Option<String>,
+    pub metadata_order_id: Option<String>,
+    pub amount: i64,
+    pub amount_refunded: i64,
+    pub currency: String,
+}
+
+impl ChargeSnapshot {
+    /// Reads a Charge JSON object leniently, like `IntentSnapshot::from_json`.
+    pub fn from_json(v: &Value) -> Result<Self, String> {
+        let obj = v.as_object().ok_or("charge is not an object")?;
+        if let Some(kind) = obj.get("object") {
+            if kind.as_str() != Some("charge") {
+                return Err(format!("object is {kind}, expected charge"));
+            }
+        }
+        let id = obj
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| is_valid_id("ch_", s) || is_valid_id("py_", s))
+            .ok_or("missing or invalid id")?;
+        let int = |name: &str| {
+            obj.get(name)
+                .and_then(Value::as_i64)
+                .filter(|n| *n >= 0)
+                .ok_or(format!("missing or invalid {name}"))
+        };
+        let payment_intent_id = match obj.get("payment_intent") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Object(o)) => o.get("id").and_then(Value::as_str).map(str::to_owned),
+            Some(_) => return Err("payment_intent is neither an id nor an object".into()),
+        }
+        .filter(|pi| is_valid_intent_id(pi));
+        Ok(ChargeSnapshot {
+            id: id.to_owned(),
+            payment_intent_id,
+            metadata_order_id: metadata_order_id(obj)?,
+            amount: int("amount")?,
+            amount_refunded: int("amount_refunded")?,
+            currency: obj
+                .get("currency")
+                .and_then(Value::as_str)
+                .ok_or("missing or invalid currency")?
+                .to_owned(),
+        })
+    }
+}
+
+fn metadata_order_id(obj: &serde_json::Map<String, Value>) -> Result<Option<String>, String> {
+    match obj.get("metadata") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) => Ok(m.get("order_id").and_then(Value::as_str).map(str::to_owned)),
+        Some(_) => Err("metadata is not an object".into()),
+    }
+}
+
+/// A page request for the provider's event list: newest first, only `types`, created at
+/// or after `created_gte`, after the event `starting_after`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventQuery {
+    pub types: Vec<&'static str>,
+    pub created_gte: i64,
+    pub starting_after: Option<String>,
+    pub limit: u32,
+}
+
+impl EventQuery {
+    pub fn to_query_string(&self) -> String {
+        let mut qs = url::form_urlencoded::Serializer::new(String::new());
+        for t in &self.types {
+            qs.append_pair("types[]", t);
+        }
+        qs.append_pair("created[gte]", &self.created_gte.to_string());
+        qs.append_pair("limit", &self.limit.to_string());
+        if let Some(after) = &self.starting_after {
+            qs.append_pair("starting_after", after);
+        }
+        qs.finish()
+    }
+}
+
+/// One page of events, each kept as the JSON Stripe sent: they are parsed exactly as a
+/// webhook delivery is, because each is rendered in the API version of its creation.
+#[derive(Debug, Clone, Default)]
+pub struct EventPage {
+    pub data: Vec<Value>,
+    pub has_more: bool,
+}
+
+impl EventPage {
+    pub fn from_json(v: Value) -> Result<Self, String> {
+        let Value::Object(mut obj) = v else {
+            return Err("event list is not an object".into());
+        };
+        let has_more = obj
+            .get("has_more")
+            .and_then(Value::as_bool)
+            .ok_or("event list without has_more")?;
+        let Some(Value::Array(data)) = obj.remove("data") else {
+            return Err("event list without data".into());
+        };
+        if data
+            .iter()
+            .any(|e| !e.get("id").is_some_and(Value::is_string))
+        {
+            return Err("event list holds an event without an id".into());
+        }
+        Ok(EventPage { data, has_more })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,11 +286,7 @@ impl IntentSnapshot {
             None | Some(Value::Null) => None,
             Some(v) => Some(v.as_i64().ok_or("invalid amount_received")?),
         };
-        let metadata_order_id = match obj.get("metadata") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(m)) => m.get("order_id").and_then(Value::as_str).map(str::to_owned),
-            Some(_) => return Err("metadata is not an object".into()),
-        };
+        let metadata_order_id = metadata_order_id(obj)?;
         Ok(IntentSnapshot {
             id: id.to_owned(),
             status: status.to_owned(),

@@ -5,7 +5,7 @@
 use rand::Rng;
 use serde_json::json;
 
-use super::{CreateIntent, IntentSnapshot, ProviderError};
+use super::{ChargeSnapshot, CreateIntent, EventPage, EventQuery, IntentSnapshot, ProviderError};
 use crate::db::{self, Db};
 
 pub struct SandboxProvider {
@@ -58,6 +58,67 @@ impl SandboxProvider {
             Err(e) => Err(ProviderError::Database(e.to_string())),
         }
     }
+}
+
+impl SandboxProvider {
+    /// A sandbox PaymentIntent that succeeded has one charge, named after it
+    /// (`pi_sandbox_x` → `ch_sandbox_x`); the sandbox makes no refunds yet.
+    pub async fn retrieve_charge(&self, id: &str) -> Result<ChargeSnapshot, ProviderError> {
+        let Some(pi) = intent_of_charge(id) else {
+            return Err(ProviderError::NotFound);
+        };
+        let intent = self.retrieve_intent(&pi).await?;
+        if intent.status != "succeeded" {
+            return Err(ProviderError::NotFound);
+        }
+        Ok(ChargeSnapshot {
+            id: id.to_owned(),
+            payment_intent_id: Some(intent.id),
+            metadata_order_id: intent.metadata_order_id,
+            amount: intent.amount,
+            amount_refunded: 0,
+            currency: intent.currency,
+        })
+    }
+
+    /// The events the sandbox generated, delivered or not, as Stripe lists its own.
+    pub async fn list_events(&self, query: &EventQuery) -> Result<EventPage, ProviderError> {
+        let database = |e: diesel::result::Error| ProviderError::Database(e.to_string());
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| ProviderError::Database(e.to_string()))?;
+        let limit = i64::from(query.limit.clamp(1, 100));
+        let mut payloads = db::sandbox::list_events(
+            &mut conn,
+            &query.types,
+            query.created_gte,
+            query.starting_after.as_deref(),
+            limit + 1,
+        )
+        .await
+        .map_err(database)?;
+        let has_more = payloads.len() > query.limit as usize;
+        payloads.truncate(query.limit as usize);
+        let data = payloads
+            .iter()
+            .map(|p| serde_json::from_str(p))
+            .collect::<Result<Vec<serde_json::Value>, _>>()
+            .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
+        Ok(EventPage { data, has_more })
+    }
+}
+
+pub fn charge_of_intent(pi: &str) -> Option<String> {
+    pi.strip_prefix("pi_sandbox_")
+        .map(|rest| format!("ch_sandbox_{rest}"))
+}
+
+fn intent_of_charge(charge: &str) -> Option<String> {
+    charge
+        .strip_prefix("ch_sandbox_")
+        .map(|rest| format!("pi_sandbox_{rest}"))
 }
 
 pub fn snapshot(intent: &db::sandbox::Intent) -> IntentSnapshot {

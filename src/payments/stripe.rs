@@ -11,7 +11,7 @@ use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
 use super::retry::RetryPolicy;
-use super::{CreateIntent, IntentSnapshot, ProviderError};
+use super::{ChargeSnapshot, CreateIntent, EventPage, EventQuery, IntentSnapshot, ProviderError};
 use crate::config::StripeConfig;
 
 /// Per attempt; the client's own default is to wait forever.
@@ -74,27 +74,61 @@ impl StripeProvider {
         };
         let key = IdempotencyKey::new(req.idempotency_key)
             .map_err(|e| ProviderError::InvalidResponse(format!("idempotency key: {e}")))?;
-        self.send(
-            || RequestBuilder::new(StripeMethod::Post, "/payment_intents").form(&form),
-            Some(key),
-        )
-        .await
+        let json = self
+            .send(
+                || RequestBuilder::new(StripeMethod::Post, "/payment_intents").form(&form),
+                Some(key),
+            )
+            .await?;
+        IntentSnapshot::from_json(&json).map_err(ProviderError::InvalidResponse)
     }
 
     pub async fn retrieve_intent(&self, id: &str) -> Result<IntentSnapshot, ProviderError> {
         let path = format!("/payment_intents/{id}");
-        self.send(
-            || RequestBuilder::new(StripeMethod::Get, path.clone()),
-            None,
-        )
-        .await
+        let json = self
+            .send(
+                || RequestBuilder::new(StripeMethod::Get, path.clone()),
+                None,
+            )
+            .await?;
+        IntentSnapshot::from_json(&json).map_err(ProviderError::InvalidResponse)
     }
 
+    pub async fn retrieve_charge(&self, id: &str) -> Result<ChargeSnapshot, ProviderError> {
+        let path = format!("/charges/{id}");
+        let json = self
+            .send(
+                || RequestBuilder::new(StripeMethod::Get, path.clone()),
+                None,
+            )
+            .await?;
+        ChargeSnapshot::from_json(&json).map_err(ProviderError::InvalidResponse)
+    }
+
+    /// One page of `GET /v1/events`. The query is written by hand: Stripe documents
+    /// `types[]=…` and `created[gte]=…`, which serde_qs would spell with indices.
+    pub async fn list_events(&self, query: &EventQuery) -> Result<EventPage, ProviderError> {
+        let qs = query.to_query_string();
+        let json = self
+            .send(
+                || {
+                    let mut builder = RequestBuilder::new(StripeMethod::Get, "/events");
+                    builder.query = Some(qs.clone());
+                    builder
+                },
+                None,
+            )
+            .await?;
+        EventPage::from_json(json).map_err(ProviderError::InvalidResponse)
+    }
+
+    /// Sends with our retry loop and returns the answer as JSON, read leniently by the
+    /// caller: a newer or leaner Stripe object never fails an order.
     async fn send(
         &self,
         build: impl Fn() -> RequestBuilder,
         key: Option<IdempotencyKey>,
-    ) -> Result<IntentSnapshot, ProviderError> {
+    ) -> Result<serde_json::Value, ProviderError> {
         let started = Instant::now();
         let mut attempt = 0;
         loop {
@@ -110,11 +144,8 @@ impl StripeProvider {
                 .await;
             let error = match result {
                 Ok(value) => {
-                    let json: serde_json::Value =
-                        serde_json::from_str(&miniserde::json::to_string(&value))
-                            .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
-                    return IntentSnapshot::from_json(&json)
-                        .map_err(ProviderError::InvalidResponse);
+                    return serde_json::from_str(&miniserde::json::to_string(&value))
+                        .map_err(|e| ProviderError::InvalidResponse(e.to_string()));
                 }
                 Err(e) => e,
             };

@@ -213,6 +213,7 @@ pub fn intent_json(intent: &Intent) -> Value {
         "confirmation_method": "automatic",
         "created": intent.created_at.timestamp(),
         "currency": intent.currency,
+        "latest_charge": if succeeded { crate::payments::sandbox::charge_of_intent(&intent.id) } else { None },
         "last_payment_error": intent.last_payment_error.as_ref().map(|m| json!({
             "type": "card_error", "code": "card_declined", "message": m
         })),

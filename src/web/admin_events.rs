@@ -11,25 +11,8 @@ use crate::state::AppState;
 use crate::web::admin_views::EventRow;
 use crate::web::auth::AdminUser;
 use crate::web::html;
-
-/// Outcomes a webhook event can end with (SPEC §5).
-const OUTCOMES: [&str; 6] = [
-    "applied",
-    "duplicate",
-    "noop",
-    "ignored",
-    "unknown_order",
-    "mismatch",
-];
-/// The event types the webhook handles, offered as suggestions in the filter.
-const HANDLED_TYPES: [&str; 6] = [
-    "payment_intent.processing",
-    "payment_intent.succeeded",
-    "payment_intent.payment_failed",
-    "payment_intent.canceled",
-    "charge.refunded",
-    "charge.dispute.created",
-];
+use crate::webhook::Outcome;
+use crate::webhook::event::EventKind;
 
 struct OutcomeOption {
     value: &'static str,
@@ -42,7 +25,7 @@ struct EventsPage {
     events: Vec<EventRow>,
     outcome_options: Vec<OutcomeOption>,
     event_type: String,
-    known_types: [&'static str; 6],
+    known_types: Vec<&'static str>,
     limit: i64,
 }
 
@@ -82,15 +65,15 @@ async fn events_page(
     drop(conn);
     let page = EventsPage {
         events: events.into_iter().map(EventRow::from).collect(),
-        outcome_options: OUTCOMES
+        outcome_options: Outcome::ALL
             .iter()
             .map(|o| OutcomeOption {
-                value: o,
-                selected: *o == outcome,
+                value: o.as_str(),
+                selected: o.as_str() == outcome,
             })
             .collect(),
         event_type,
-        known_types: HANDLED_TYPES,
+        known_types: EventKind::ALL.iter().map(|k| k.as_str()).collect(),
         limit: LIMIT,
     };
     html::render(StatusCode::OK, &page)

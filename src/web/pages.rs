@@ -65,8 +65,10 @@ async fn checkout(
     match created {
         Ok((order, _email)) => Ok(html::see_other(&format!("/orders/{}/pay", order.id))),
         // The shopper can fix these (or retry later): show the form again with their input.
-        Err(e @ (AppError::Client { .. } | AppError::Provider(_))) => {
-            if let AppError::Provider(source) = &e {
+        Err(
+            e @ (AppError::Client { .. } | AppError::Provider(_) | AppError::ProviderRefused(_)),
+        ) => {
+            if let AppError::Provider(source) | AppError::ProviderRefused(source) = &e {
                 tracing::warn!(parent: None, error = %source, "checkout: provider unavailable");
             }
             let status = actix_web::ResponseError::status_code(&e);

@@ -106,6 +106,11 @@ fn status_view(order: &Order, claims_success: bool) -> StatusPage {
             "This payment is disputed.".to_owned(),
             "The payment is under dispute with your bank. Your credits are unchanged for now.",
         ),
+        S::DisputeLost => (
+            "bad",
+            "The dispute on this payment was lost.".to_owned(),
+            "Your bank decided the dispute in your favour and the money went back to you, so this order's credits were taken back. Contact support if this is a surprise.",
+        ),
     };
     StatusPage {
         id: order.id,

@@ -27,12 +27,32 @@ impl EventError {
     }
 }
 
+crate::text_enum! {
+    /// The event types paidonce acts on (SPEC §5); every other type is stored and ignored.
+    pub enum EventKind {
+        PaymentIntentProcessing => "payment_intent.processing",
+        PaymentIntentSucceeded => "payment_intent.succeeded",
+        PaymentIntentPaymentFailed => "payment_intent.payment_failed",
+        PaymentIntentCanceled => "payment_intent.canceled",
+        ChargeRefunded => "charge.refunded",
+        ChargeDisputeCreated => "charge.dispute.created",
+        ChargeDisputeClosed => "charge.dispute.closed",
+        ChargeRefundUpdated => "charge.refund.updated",
+        RefundUpdated => "refund.updated",
+        RefundFailed => "refund.failed",
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Event {
     pub id: String,
     pub event_type: String,
+    /// `None` for a type paidonce does not handle.
+    pub kind: Option<EventKind>,
     pub api_version: Option<String>,
     pub livemode: bool,
+    /// Stripe's `created` (unix seconds), when the envelope carries it.
+    pub created: Option<i64>,
     /// Set for events from a connected account.
     pub account: Option<String>,
     pub raw: Value,
@@ -47,23 +67,43 @@ pub enum Meaning {
         reference: OrderRef,
         fact: PaymentFact,
     },
+    /// A refund failed or was canceled: what it means depends on the charge's refund
+    /// total now, which only the provider knows (asked before the transaction opens).
+    RefundFailed {
+        reference: OrderRef,
+        charge_id: String,
+        /// The failure event's time: refund events made before it are stale.
+        as_of: i64,
+    },
+}
+
+impl Meaning {
+    pub fn reference(&self) -> Option<&OrderRef> {
+        match self {
+            Meaning::Ignored(_) => None,
+            Meaning::Fact { reference, .. } | Meaning::RefundFailed { reference, .. } => {
+                Some(reference)
+            }
+        }
+    }
+
+    pub fn reference_mut(&mut self) -> Option<&mut OrderRef> {
+        match self {
+            Meaning::Ignored(_) => None,
+            Meaning::Fact { reference, .. } | Meaning::RefundFailed { reference, .. } => {
+                Some(reference)
+            }
+        }
+    }
 }
 
 impl PartialEq for OrderRef {
     fn eq(&self, other: &Self) -> bool {
         self.metadata_order_id == other.metadata_order_id
             && self.payment_intent_id == other.payment_intent_id
+            && self.charge_id == other.charge_id
     }
 }
-
-pub const HANDLED_TYPES: [&str; 6] = [
-    "payment_intent.processing",
-    "payment_intent.succeeded",
-    "payment_intent.payment_failed",
-    "payment_intent.canceled",
-    "charge.refunded",
-    "charge.dispute.created",
-];
 
 /// serde_json caps nesting at 128 levels, so the recursion is bounded.
 fn has_nul(value: &Value) -> bool {
@@ -121,6 +161,8 @@ impl Event {
         };
         let api_version = optional_str("api_version")?;
         let account = optional_str("account")?;
+        // v1 events say unix seconds; v2 (thin) events a timestamp string, never used.
+        let created = obj.get("created").and_then(Value::as_i64);
         match obj.get("data") {
             None | Some(Value::Null) | Some(Value::Object(_)) => {}
             Some(_) => return Err(not_event("data is not an object")),
@@ -128,7 +170,9 @@ impl Event {
         Ok(Event {
             id: id.to_owned(),
             event_type: event_type.to_owned(),
+            kind: event_type.parse().ok(),
             api_version,
+            created,
             livemode,
             account,
             raw,
@@ -144,14 +188,15 @@ impl Event {
     }
 
     /// What this event means for its order. A handled type with a malformed object is an
-    /// error (answered 400 before anything is stored).
+    /// error (answered 400 before anything is stored); an object that is well formed but
+    /// contradicts itself or the order becomes a fact that sends the order to review.
     pub fn meaning(&self) -> Result<Meaning, EventError> {
         if self.account.is_some() {
             return Ok(Meaning::Ignored("event from a connected account"));
         }
-        if !HANDLED_TYPES.contains(&self.event_type.as_str()) {
+        let Some(kind) = self.kind else {
             return Ok(Meaning::Ignored("event type not handled"));
-        }
+        };
         let Some(object) = self.object() else {
             return Ok(Meaning::Ignored("thin event without data.object"));
         };
@@ -159,65 +204,134 @@ impl Event {
             event_type: self.event_type.clone(),
             reason,
         };
-        if let Some(pi_type) = self.event_type.strip_prefix("payment_intent.") {
+        self.meaning_of(kind, object).map_err(shape)
+    }
+
+    fn meaning_of(&self, kind: EventKind, object: &Value) -> Result<Meaning, String> {
+        use EventKind::*;
+        let expected = match kind {
+            PaymentIntentProcessing
+            | PaymentIntentSucceeded
+            | PaymentIntentPaymentFailed
+            | PaymentIntentCanceled => "payment_intent",
+            ChargeRefunded => "charge",
+            ChargeDisputeCreated | ChargeDisputeClosed => "dispute",
+            ChargeRefundUpdated | RefundUpdated | RefundFailed => "refund",
+        };
+        let fields = ObjectFields::new(object, expected)?;
+        let metadata_order_id = fields.metadata_order_id()?;
+        let fact = |reference: OrderRef, kind: FactKind| Meaning::Fact {
+            fact: PaymentFact {
+                payment_intent_id: reference.payment_intent_id.clone(),
+                kind,
+            },
+            reference,
+        };
+        if expected == "payment_intent" {
             // Only what settlement needs is required: the id always; amount and currency
             // for a success (amount_received, else amount).
-            let fields = ObjectFields::new(object, "payment_intent").map_err(shape)?;
-            let id = fields.string("id").map_err(shape)?;
-            let kind = match pi_type {
-                "processing" => FactKind::Processing,
-                "succeeded" => FactKind::Succeeded {
-                    amount_received: match fields.optional_int("amount_received").map_err(shape)? {
+            let id = fields.string("id")?;
+            let fact_kind = match kind {
+                PaymentIntentProcessing => FactKind::Processing,
+                PaymentIntentSucceeded => FactKind::Succeeded {
+                    amount_received: match fields.optional_int("amount_received")? {
                         Some(received) => received,
-                        None => fields.int("amount").map_err(shape)?,
+                        None => fields.int("amount")?,
                     },
-                    currency: fields.string("currency").map_err(shape)?,
+                    currency: fields.string("currency")?,
                 },
-                "payment_failed" => FactKind::Failed,
+                PaymentIntentPaymentFailed => FactKind::Failed,
                 _ => FactKind::Canceled,
             };
             let reference = OrderRef {
-                metadata_order_id: fields.metadata_order_id().map_err(shape)?,
-                payment_intent_id: Some(id.clone()),
-            };
-            let fact = PaymentFact {
+                metadata_order_id,
                 payment_intent_id: Some(id),
-                kind,
+                charge_id: fields.id_or_object("latest_charge")?,
             };
-            return Ok(Meaning::Fact { reference, fact });
+            return Ok(fact(reference, fact_kind));
         }
-        let fields = ObjectFields::new(
-            object,
-            if self.event_type == "charge.refunded" {
-                "charge"
-            } else {
-                "dispute"
-            },
-        )
-        .map_err(shape)?;
-        let payment_intent_id = fields.payment_intent().map_err(shape)?;
         let reference = OrderRef {
-            metadata_order_id: fields.metadata_order_id().map_err(shape)?,
-            payment_intent_id: payment_intent_id.clone(),
-        };
-        let kind = if self.event_type == "charge.refunded" {
-            FactKind::Refunded {
-                charge_amount: fields.int("amount").map_err(shape)?,
-                amount_refunded: fields.int("amount_refunded").map_err(shape)?,
-                currency: fields.string("currency").map_err(shape)?,
-            }
-        } else {
-            FactKind::Disputed
-        };
-        Ok(Meaning::Fact {
-            reference,
-            fact: PaymentFact {
-                payment_intent_id,
-                kind,
+            metadata_order_id,
+            payment_intent_id: fields.id_or_object("payment_intent")?,
+            charge_id: if kind == ChargeRefunded {
+                Some(fields.string("id")?)
+            } else {
+                fields.id_or_object("charge")?
             },
-        })
+        };
+        let fact_kind = match kind {
+            ChargeRefunded => FactKind::Refunded {
+                charge_amount: fields.int("amount")?,
+                amount_refunded: fields.int("amount_refunded")?,
+                currency: fields.string("currency")?,
+                as_of: self.created,
+            },
+            ChargeDisputeCreated | ChargeDisputeClosed => {
+                let status = fields.optional_string("status")?;
+                let known = status.as_deref().map(|s| DISPUTE_STATUSES.contains(&s));
+                if reference.charge_id.is_none() {
+                    FactKind::Contradiction("the dispute names no charge")
+                } else if known == Some(false) {
+                    FactKind::Contradiction("the dispute has a status nobody knows")
+                } else if kind == ChargeDisputeCreated {
+                    FactKind::DisputeOpened {
+                        amount: fields.optional_int("amount")?,
+                        currency: fields.optional_string("currency")?,
+                    }
+                } else {
+                    match status.as_deref() {
+                        Some("lost") | Some("won") | Some("warning_closed") | Some("prevented") => {
+                            FactKind::DisputeClosed {
+                                lost: status.as_deref() == Some("lost"),
+                                amount: fields.optional_int("amount")?,
+                                currency: fields.optional_string("currency")?,
+                            }
+                        }
+                        _ => FactKind::Contradiction("a dispute closed without an outcome"),
+                    }
+                }
+            }
+            _ => {
+                // A refund: only a failure or cancellation changes anything.
+                let status = fields.optional_string("status")?;
+                let status = status
+                    .as_deref()
+                    .or((kind == RefundFailed).then_some("failed"));
+                match (status, &reference.charge_id) {
+                    (Some("failed" | "canceled"), Some(charge)) => {
+                        return Ok(Meaning::RefundFailed {
+                            charge_id: charge.clone(),
+                            as_of: self
+                                .created
+                                .unwrap_or_else(|| chrono::Utc::now().timestamp()),
+                            reference,
+                        });
+                    }
+                    (Some("failed" | "canceled"), None) => {
+                        FactKind::Contradiction("the failed refund names no charge")
+                    }
+                    (Some("pending" | "requires_action" | "succeeded"), _) => {
+                        FactKind::RefundInFlight
+                    }
+                    _ => FactKind::Contradiction("the refund has a status nobody knows"),
+                }
+            }
+        };
+        Ok(fact(reference, fact_kind))
     }
 }
+
+/// Every status Stripe gives a dispute (newer API versions add `prevented`).
+const DISPUTE_STATUSES: [&str; 8] = [
+    "warning_needs_response",
+    "warning_under_review",
+    "warning_closed",
+    "needs_response",
+    "under_review",
+    "won",
+    "lost",
+    "prevented",
+];
 
 /// Typed reads from a charge or dispute object.
 struct ObjectFields<'a>(&'a serde_json::Map<String, Value>);
@@ -262,18 +376,34 @@ impl<'a> ObjectFields<'a> {
             .ok_or_else(|| format!("missing or invalid {name}"))
     }
 
-    /// `payment_intent` as an id or an expanded object; absent or null is allowed.
-    fn payment_intent(&self) -> Result<Option<String>, String> {
-        match self.0.get("payment_intent") {
+    /// Absent or null is `None`; present but not a string is an error.
+    fn optional_string(&self, name: &str) -> Result<Option<String>, String> {
+        match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("invalid {name}")),
+        }
+    }
+
+    /// A reference such as `payment_intent` or `charge`: an id or an expanded object;
+    /// absent or null is allowed. Ids that could not be Stripe's are refused.
+    fn id_or_object(&self, name: &str) -> Result<Option<String>, String> {
+        let id = match self.0.get(name) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::String(s)) => s.as_str(),
             Some(Value::Object(o)) => o
                 .get("id")
                 .and_then(Value::as_str)
-                .map(|s| Some(s.to_owned()))
-                .ok_or("payment_intent object without id".into()),
-            Some(_) => Err("payment_intent is neither an id nor an object".into()),
+                .ok_or(format!("{name} object without id"))?,
+            Some(_) => return Err(format!("{name} is neither an id nor an object")),
+        };
+        if id.is_empty()
+            || id.len() > 255
+            || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            return Err(format!("{name} is not a Stripe id"));
         }
+        Ok(Some(id.to_owned()))
     }
 
     fn metadata_order_id(&self) -> Result<Option<String>, String> {
@@ -453,7 +583,8 @@ mod tests {
             FactKind::Refunded {
                 charge_amount: 500,
                 amount_refunded: 200,
-                currency: "usd".into()
+                currency: "usd".into(),
+                as_of: None
             }
         );
         let Ok(Meaning::Fact { reference, fact }) = event(
@@ -463,6 +594,13 @@ mod tests {
             panic!()
         };
         assert_eq!(reference.payment_intent_id.as_deref(), Some("pi_9"));
-        assert_eq!(fact.kind, FactKind::Disputed);
+        assert_eq!(
+            fact.kind,
+            FactKind::DisputeOpened {
+                amount: None,
+                currency: None
+            }
+        );
+        assert_eq!(reference.charge_id.as_deref(), Some("ch_1"));
     }
 }

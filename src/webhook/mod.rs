@@ -3,6 +3,7 @@
 //! order transition, the ledger rows and the recorded outcome commit together or not at all.
 
 pub mod event;
+pub mod resolve;
 pub mod signature;
 
 use std::time::Instant;
@@ -13,34 +14,29 @@ use serde::Serialize;
 
 use crate::config::KeyMode;
 use crate::db;
-use crate::domain::order::Decision;
+use crate::domain::order::{Decision, OrderStatus};
 use crate::error::AppError;
 use crate::orders::settle::{self, Settled};
 use crate::state::AppState;
-use event::{Event, Meaning};
+use event::{Event, EventKind, Meaning};
 use signature::SignatureError;
+use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Applied,
-    Duplicate,
-    Noop,
-    Ignored,
-    UnknownOrder,
-    Mismatch,
+crate::text_enum! {
+    /// How applying one delivery ended (SPEC §5); stored on the event row.
+    pub enum Outcome {
+        Applied => "applied",
+        Duplicate => "duplicate",
+        Noop => "noop",
+        Ignored => "ignored",
+        UnknownOrder => "unknown_order",
+        Mismatch => "mismatch",
+    }
 }
 
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Applied => "applied",
-            Outcome::Duplicate => "duplicate",
-            Outcome::Noop => "noop",
-            Outcome::Ignored => "ignored",
-            Outcome::UnknownOrder => "unknown_order",
-            Outcome::Mismatch => "mismatch",
-        }
+impl Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -74,6 +70,20 @@ async fn handle_inner(
     body: &[u8],
 ) -> Result<Receipt, AppError> {
     verify(state, headers, body)?;
+    Ok(process(state, body).await?.receipt)
+}
+
+/// One event's effect: the receipt, and the order status it changed, if any.
+#[derive(Debug)]
+pub struct Processed {
+    pub receipt: Receipt,
+    pub change: Option<(Uuid, OrderStatus, OrderStatus)>,
+}
+
+/// Parses and applies one authentic event: a webhook delivery after its signature
+/// verified, or an event the catch-up listed from the provider. Both go through the
+/// same dedup row and the same transaction, so either may come first.
+pub async fn process(state: &AppState, body: &[u8]) -> Result<Processed, AppError> {
     let event = Event::parse(body).map_err(|e| AppError::bad_request(e.code(), e.to_string()))?;
     let meaning = event
         .meaning()
@@ -83,14 +93,19 @@ async fn handle_inner(
         Some(KeyMode::Test) => !event.livemode,
         None => true,
     };
+    let meaning = if livemode_ok {
+        resolve::prepare(state, &event.id, meaning).await?
+    } else {
+        meaning
+    };
 
     let mut conn = state.db.get().await?;
-    let outcome = conn
+    let (outcome, change) = conn
         .transaction::<_, diesel::result::Error, _>(async |c| {
             apply(c, &event, body, &meaning, livemode_ok).await
         })
         .await?;
-    metrics::counter!("webhook_events_total", "type" => metric_type(&event.event_type), "outcome" => outcome.as_str())
+    metrics::counter!("webhook_events_total", "type" => metric_type(event.kind), "outcome" => outcome.as_str())
         .increment(1);
     // The routine outcomes are the hot path and are recorded anyway (the event row, the
     // order's transitions, /metrics): at info, their line cost 12-15 % of webhook
@@ -104,10 +119,13 @@ async fn handle_inner(
             tracing::debug!(event_id = %event.id, event_type = %event.event_type, outcome = outcome.as_str(), "webhook event");
         }
     }
-    Ok(Receipt {
-        received: true,
-        event_id: event.id,
-        outcome,
+    Ok(Processed {
+        receipt: Receipt {
+            received: true,
+            event_id: event.id,
+            outcome,
+        },
+        change,
     })
 }
 
@@ -148,7 +166,7 @@ async fn apply(
     body: &[u8],
     meaning: &Meaning,
     livemode_ok: bool,
-) -> diesel::QueryResult<Outcome> {
+) -> diesel::QueryResult<(Outcome, Option<(Uuid, OrderStatus, OrderStatus)>)> {
     let new = db::events::NewEvent {
         event_id: &event.id,
         event_type: &event.event_type,
@@ -157,36 +175,46 @@ async fn apply(
         payload: db::events::RawJson(body),
     };
     let lookup = async {
-        match meaning {
-            Meaning::Fact { reference, .. } => settle::lock(conn, reference).await,
-            Meaning::Ignored(_) => Ok(None),
+        match meaning.reference() {
+            Some(reference) => settle::lock(conn, reference).await,
+            None => Ok(None),
         }
     };
     let (is_new, locked) = futures_util::try_join!(db::events::insert_if_new(conn, &new), lookup)?;
     if !is_new {
-        return Ok(Outcome::Duplicate);
+        return Ok((Outcome::Duplicate, None));
     }
-    let (Meaning::Fact { fact, .. }, Some(locked)) = (meaning, locked) else {
+    let Some(locked) = locked else {
         let outcome = match meaning {
             Meaning::Ignored(_) => Outcome::Ignored,
             // A contradiction of our key is reported as such, found or not.
-            Meaning::Fact { .. } if !livemode_ok => Outcome::Mismatch,
-            Meaning::Fact { .. } => Outcome::UnknownOrder,
+            _ if !livemode_ok => Outcome::Mismatch,
+            _ => Outcome::UnknownOrder,
         };
         db::events::set_outcome(conn, &event.id, outcome.as_str(), None).await?;
-        return Ok(outcome);
+        return Ok((outcome, None));
     };
-    let decision = if livemode_ok {
-        locked.decide(fact)
-    } else {
-        Decision::Mismatch("event livemode contradicts the configured key")
+    let decision = match meaning {
+        _ if !livemode_ok => Decision::Mismatch("event livemode contradicts the configured key"),
+        Meaning::Fact { fact, .. } => locked.decide(fact),
+        // Only reached with the livemode contradiction: prepare turns every refund
+        // failure into a fact, and an ignored event finds no order.
+        Meaning::RefundFailed { .. } | Meaning::Ignored(_) => Decision::Noop,
     };
-    let outcome = outcome_of(&locked.settled(&decision));
+    let settled = locked.settled(&decision);
+    let outcome = outcome_of(&settled);
     futures_util::try_join!(
         settle::write(conn, &locked, &decision, &event.id),
         db::events::set_outcome(conn, &event.id, outcome.as_str(), Some(locked.order.id)),
     )?;
-    Ok(outcome)
+    let change = match settled {
+        Settled::Applied { order_id, from, to } if from != to => Some((order_id, from, to)),
+        Settled::Mismatch { order_id, .. } if locked.order.status != OrderStatus::NeedsReview => {
+            Some((order_id, locked.order.status, OrderStatus::NeedsReview))
+        }
+        _ => None,
+    };
+    Ok((outcome, change))
 }
 
 pub fn outcome_of(settled: &Settled) -> Outcome {
@@ -200,10 +228,6 @@ pub fn outcome_of(settled: &Settled) -> Outcome {
 
 /// Metric label for an event type: handled types by name, the rest as "other", so a
 /// sender cannot grow the label set without bound.
-fn metric_type(event_type: &str) -> &'static str {
-    event::HANDLED_TYPES
-        .iter()
-        .find(|t| **t == event_type)
-        .copied()
-        .unwrap_or("other")
+fn metric_type(kind: Option<EventKind>) -> &'static str {
+    kind.map_or("other", EventKind::as_str)
 }

@@ -357,6 +357,8 @@ struct OrderMoney {
     amount: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     amount_refunded: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    dispute: String,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     grants: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -368,18 +370,24 @@ struct OrderMoney {
 pub async fn assert_money_invariant(db: &TestDb) {
     let mut conn = db.conn().await;
     let rows: Vec<OrderMoney> = diesel::sql_query(
-        "SELECT o.id, o.status, o.credits, o.amount, o.amount_refunded, \
+        "SELECT o.id, o.status, o.credits, o.amount, o.amount_refunded, o.dispute, \
            COALESCE(SUM(l.delta) FILTER (WHERE l.kind = 'grant'), 0)::bigint AS grants, \
            COUNT(l.id) FILTER (WHERE l.kind = 'grant') AS grant_rows, \
-           COALESCE(-SUM(l.delta) FILTER (WHERE l.kind = 'refund'), 0)::bigint AS revoked \
+           COALESCE(-SUM(l.delta) FILTER (WHERE l.kind IN ('refund', 'dispute')), 0)::bigint AS revoked \
          FROM orders o LEFT JOIN ledger l ON l.order_id = o.id GROUP BY o.id",
     )
     .load(&mut conn)
     .await
     .expect("money query");
     for o in rows {
-        let was_paid =
-            ["paid", "partially_refunded", "refunded", "disputed"].contains(&o.status.as_str());
+        let was_paid = [
+            "paid",
+            "partially_refunded",
+            "refunded",
+            "disputed",
+            "dispute_lost",
+        ]
+        .contains(&o.status.as_str());
         if was_paid {
             assert_eq!(
                 (o.grant_rows, o.grants),
@@ -388,8 +396,12 @@ pub async fn assert_money_invariant(db: &TestDb) {
                 o.id,
                 o.status
             );
-            let expected =
-                paidonce::domain::order::revoked_credits(o.credits, o.amount, o.amount_refunded);
+            // A lost dispute takes back everything; otherwise the refund total decides.
+            let expected = if o.dispute == "lost" {
+                o.credits
+            } else {
+                paidonce::domain::order::revoked_credits(o.credits, o.amount, o.amount_refunded)
+            };
             assert_eq!(o.revoked, expected, "order {} revoked credits", o.id);
         } else if o.status != "needs_review" {
             assert_eq!(
@@ -494,6 +506,41 @@ pub fn disputed(event_id: &str, order: &Value) -> Value {
     json!({
         "id": event_id, "object": "event", "type": "charge.dispute.created", "livemode": false, "created": 1_700_000_000,
         "data": {"object": {"id": "dp_test", "object": "dispute", "charge": "ch_test", "payment_intent": order["payment_intent_id"], "amount": order["amount"]}},
+    })
+}
+
+/// An event envelope as Stripe makes it, `created` now.
+pub fn stripe_event(event_type: &str, object: Value) -> Value {
+    json!({
+        "id": new_event_id(), "object": "event", "api_version": "2026-09-30.endive",
+        "created": chrono::Utc::now().timestamp(), "livemode": false, "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null}, "type": event_type,
+        "data": {"object": object},
+    })
+}
+
+/// A dispute on `charge` as Stripe's own example has it (`payment_intent` may be null).
+pub fn dispute_object(
+    charge: &str,
+    payment_intent: Option<&str>,
+    amount: i64,
+    status: &str,
+) -> Value {
+    json!({
+        "id": format!("du_{}", Uuid::new_v4().simple()), "object": "dispute", "amount": amount,
+        "charge": charge, "currency": "usd", "payment_intent": payment_intent, "reason": "fraudulent",
+        "status": status, "is_charge_refundable": false, "livemode": false, "metadata": {},
+        "created": chrono::Utc::now().timestamp(),
+    })
+}
+
+/// A refund of `charge` in `status`, as `charge.refund.updated` / `refund.*` carry it.
+pub fn refund_object(charge: &str, payment_intent: &str, amount: i64, status: &str) -> Value {
+    json!({
+        "id": format!("re_{}", Uuid::new_v4().simple()), "object": "refund", "amount": amount,
+        "charge": charge, "currency": "usd", "payment_intent": payment_intent, "status": status,
+        "failure_reason": if status == "failed" { json!("expired_or_canceled_card") } else { json!(null) },
+        "metadata": {}, "created": chrono::Utc::now().timestamp(),
     })
 }
 

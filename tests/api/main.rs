@@ -7,11 +7,13 @@
 
 mod admin;
 mod browser;
+mod catchup;
 mod cli;
 mod concurrency;
 mod db_outage;
 mod helpers;
 mod idempotency;
+mod lifecycle;
 mod orders;
 mod pages;
 mod reconcile;

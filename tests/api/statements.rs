@@ -6,7 +6,7 @@ use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use paidonce::db::events::{self, NewEvent, RawJson};
 use paidonce::db::orders;
-use paidonce::domain::order::{Change, OrderStatus};
+use paidonce::domain::order::{Change, DisputeState, OrderStatus};
 use uuid::Uuid;
 
 use crate::helpers::TestDb;
@@ -28,7 +28,8 @@ async fn the_webhook_writes_are_prepared_once_per_connection() {
         grant: None,
         revoke: None,
         amount_refunded: 0,
-        dispute_seen: false,
+        dispute: DisputeState::None,
+        refunds_as_of: None,
         marks_paid: true,
     };
     for i in 0..3 {
@@ -49,7 +50,12 @@ async fn the_webhook_writes_are_prepared_once_per_connection() {
         events::set_outcome(&conn, &id, "applied", None)
             .await
             .unwrap();
-        let missing = orders::apply_change(&conn, Uuid::new_v4(), OrderStatus::Pending, &change)
+        let expected = orders::Expected {
+            status: OrderStatus::Pending,
+            amount_refunded: 0,
+            dispute: DisputeState::None,
+        };
+        let missing = orders::apply_change(&conn, Uuid::new_v4(), &expected, &change)
             .await
             .unwrap();
         assert!(missing.is_none());

@@ -1,6 +1,9 @@
 //! A Stripe API double on wiremock: creates PaymentIntents from the form body the way
-//! Stripe does (the same Idempotency-Key returns the same intent), and answers retrieves
-//! with whatever status the test set.
+//! Stripe does (the same Idempotency-Key returns the same intent), answers retrieves
+//! with whatever status the test set, keeps each succeeded intent's charge (refunds
+//! move its `amount_refunded`) and lists the events the test says Stripe made, as
+//! `GET /v1/events` does: newest first, by `types[]`, `created[gte]`, `starting_after`
+//! and `limit`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +17,10 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 pub struct Intents {
     by_key: HashMap<String, String>,
     pub objects: HashMap<String, Value>,
+    /// Charges by id, as `GET /v1/charges/{id}` answers them.
+    pub charges: HashMap<String, Value>,
+    /// Every event Stripe "made", oldest first.
+    pub events: Vec<Value>,
 }
 
 pub struct StripeDouble {
@@ -78,6 +85,65 @@ impl Respond for RetrieveResponder {
     }
 }
 
+struct ChargeResponder {
+    intents: Arc<Mutex<Intents>>,
+}
+
+impl Respond for ChargeResponder {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let id = req.url.path().rsplit('/').next().unwrap_or_default();
+        match self.intents.lock().unwrap().charges.get(id) {
+            Some(c) => ResponseTemplate::new(200).set_body_json(c.clone()),
+            None => ResponseTemplate::new(404).set_body_json(
+                json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such charge"}}),
+            ),
+        }
+    }
+}
+
+struct EventsResponder {
+    intents: Arc<Mutex<Intents>>,
+    delay: Duration,
+}
+
+impl Respond for EventsResponder {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let mut types = Vec::new();
+        let (mut gte, mut after, mut limit) = (i64::MIN, None, 10usize);
+        for (k, v) in req.url.query_pairs() {
+            match k.as_ref() {
+                "types[]" => types.push(v.into_owned()),
+                "created[gte]" => gte = v.parse().unwrap(),
+                "starting_after" => after = Some(v.into_owned()),
+                "limit" => limit = v.parse().unwrap(),
+                other => panic!("GET /v1/events with an unexpected parameter {other}"),
+            }
+        }
+        assert!((1..=100).contains(&limit), "limit {limit}");
+        let intents = self.intents.lock().unwrap();
+        let newest_first = intents.events.iter().rev().filter(|e| {
+            (types.is_empty() || types.iter().any(|t| e["type"] == t.as_str()))
+                && e["created"].as_i64().unwrap() >= gte
+        });
+        let page: Vec<Value> = match &after {
+            None => newest_first.take(limit + 1).cloned().collect(),
+            Some(id) => newest_first
+                .skip_while(|e| e["id"] != id.as_str())
+                .skip(1)
+                .take(limit + 1)
+                .cloned()
+                .collect(),
+        };
+        let has_more = page.len() > limit;
+        let data: Vec<Value> = page.into_iter().take(limit).collect();
+        ResponseTemplate::new(200)
+            .set_body_json(
+                json!({"object": "list", "url": "/v1/events", "has_more": has_more, "data": data}),
+            )
+            .set_delay(self.delay)
+    }
+}
+
 pub fn stripe_error(status: u16) -> ResponseTemplate {
     ResponseTemplate::new(status).set_body_json(
         json!({"error": {"type": "api_error", "message": format!("double says {status}")}}),
@@ -113,6 +179,21 @@ impl StripeDouble {
             })
             .mount(&server)
             .await;
+        Mock::given(method("GET"))
+            .and(path_regex(r"^/v1/charges/[A-Za-z0-9_]+$"))
+            .respond_with(ChargeResponder {
+                intents: intents.clone(),
+            })
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path("/v1/events"))
+            .respond_with(EventsResponder {
+                intents: intents.clone(),
+                delay,
+            })
+            .mount(&server)
+            .await;
         StripeDouble { server, intents }
     }
 
@@ -126,16 +207,49 @@ impl StripeDouble {
 
     /// Sets what a retrieve of `pi` answers (status, and amount_received for success).
     pub fn set_status(&self, pi: &str, status: &str) {
-        let mut intents = self.intents.lock().unwrap();
+        let mut guard = self.intents.lock().unwrap();
+        let intents = &mut *guard;
         if let Some(o) = intents.objects.get_mut(pi) {
             o["status"] = json!(status);
             if status == "succeeded" {
                 o["amount_received"] = o["amount"].clone();
+                let charge_id = pi.replacen("pi_", "ch_", 1);
+                o["latest_charge"] = json!(charge_id);
+                let charge = json!({
+                    "id": charge_id, "object": "charge", "amount": o["amount"], "amount_captured": o["amount"],
+                    "amount_refunded": 0, "captured": true, "currency": o["currency"], "livemode": false,
+                    "metadata": o["metadata"], "paid": true, "payment_intent": pi, "refunded": false,
+                    "status": "succeeded", "created": 1_700_000_000,
+                });
+                intents.charges.insert(charge_id, charge);
             }
             if status == "requires_payment_method" {
                 o["last_payment_error"] = json!({"type": "card_error", "message": "declined"});
             }
         }
+    }
+
+    /// The charge a succeeded intent got.
+    pub fn charge_of(&self, pi: &str) -> Value {
+        let intents = self.intents.lock().unwrap();
+        let id = intents.objects[pi]["latest_charge"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        intents.charges[&id].clone()
+    }
+
+    /// Sets the charge's refund total as Stripe would after refunds succeed or fail.
+    pub fn set_amount_refunded(&self, charge_id: &str, amount_refunded: i64) {
+        let mut intents = self.intents.lock().unwrap();
+        let c = intents.charges.get_mut(charge_id).unwrap();
+        c["amount_refunded"] = json!(amount_refunded);
+        c["refunded"] = json!(amount_refunded >= c["amount"].as_i64().unwrap());
+    }
+
+    /// Records an event as made by Stripe (listed by `GET /v1/events`, not delivered).
+    pub fn record_event(&self, event: &Value) {
+        self.intents.lock().unwrap().events.push(event.clone());
     }
 
     pub async fn requests(&self, http_method: &str, path_prefix: &str) -> Vec<Request> {

@@ -75,16 +75,55 @@ async fn a_429_is_retried() {
 }
 
 #[tokio::test]
-async fn a_4xx_is_not_retried_and_answers_502() {
+async fn a_4xx_is_not_retried_answers_502_provider_refused_and_cancels_the_order() {
     let stripe = double_failing_first(400, 10).await;
     let app = spawn_app_with(&as_pairs(&stripe.env())).await;
     let res = app
         .post_order(&json!({"email": unique_email(), "pack_id": "starter"}))
         .await;
     assert_eq!(res.status(), 502);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "provider_refused");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("refused"),
+        "{body}"
+    );
     assert_eq!(
         stripe.requests("POST", "/v1/payment_intents").await.len(),
         1
+    );
+    // Stripe keeps the 4xx under the order's key, so the order can never be paid: it is
+    // canceled, with the provider's reason on its timeline, and nothing is payable.
+    let mut conn = app.db.conn().await;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        status: String,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        cause: String,
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        payable: bool,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT o.status, t.cause, (o.payment_intent_id IS NOT NULL OR o.client_secret IS NOT NULL) AS payable \
+         FROM orders o JOIN order_transitions t ON t.order_id = o.id AND t.to_status = o.status",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "canceled");
+    assert!(!rows[0].payable);
+    assert!(
+        rows[0]
+            .cause
+            .starts_with("provider_refused (400): double says 400"),
+        "{}",
+        rows[0].cause
     );
 }
 

@@ -9,7 +9,8 @@ fn order(status: OrderStatus) -> OrderState {
         currency: "usd".into(),
         payment_intent_id: Some("pi_1".into()),
         amount_refunded: 0,
-        dispute_seen: false,
+        dispute: DisputeState::None,
+        refunds_as_of: None,
     }
 }
 
@@ -27,11 +28,27 @@ fn succeeded() -> FactKind {
     }
 }
 
+fn opened() -> FactKind {
+    FactKind::DisputeOpened {
+        amount: Some(500),
+        currency: Some("usd".into()),
+    }
+}
+
+fn closed(lost: bool) -> FactKind {
+    FactKind::DisputeClosed {
+        lost,
+        amount: None,
+        currency: None,
+    }
+}
+
 fn refunded(total: i64) -> FactKind {
     FactKind::Refunded {
         charge_amount: 500,
         amount_refunded: total,
         currency: "usd".into(),
+        as_of: None,
     }
 }
 
@@ -62,10 +79,10 @@ fn every_status_and_fact_pair_decides_as_the_spec_says() {
         ("failed", FactKind::Failed),
         ("canceled", FactKind::Canceled),
         ("refund", refunded(200)),
-        ("dispute", FactKind::Disputed),
+        ("dispute", opened()),
     ];
     // Rows: status; columns in the order of `facts`.
-    let table: [(OrderStatus, [Want; 6]); 9] = [
+    let table: [(OrderStatus, [Want; 6]); 10] = [
         (
             Pending,
             [
@@ -155,6 +172,17 @@ fn every_status_and_fact_pair_decides_as_the_spec_says() {
             ],
         ),
         (
+            DisputeLost,
+            [
+                Want::Noop,
+                Want::Noop,
+                Want::Noop,
+                Want::Noop,
+                Want::Remember,
+                Want::Noop,
+            ],
+        ),
+        (
             NeedsReview,
             [
                 Want::Noop,
@@ -176,7 +204,10 @@ fn every_status_and_fact_pair_decides_as_the_spec_says() {
             current.amount_refunded = 500;
         }
         if matches!(status, Disputed) {
-            current.dispute_seen = true;
+            current.dispute = DisputeState::Open;
+        }
+        if matches!(status, DisputeLost) {
+            current.dispute = DisputeState::Lost;
         }
         for ((name, kind), want) in facts.iter().zip(wants) {
             let got = summarise(&current, &decide(&current, &fact(kind.clone())));
@@ -188,13 +219,13 @@ fn every_status_and_fact_pair_decides_as_the_spec_says() {
 #[test]
 fn no_fact_ever_moves_a_paid_order_backwards() {
     let backwards = [Pending, Processing, Failed, Canceled];
-    for status in [Paid, PartiallyRefunded, Refunded, Disputed] {
+    for status in [Paid, PartiallyRefunded, Refunded, Disputed, DisputeLost] {
         for kind in [
             FactKind::Processing,
             FactKind::Failed,
             FactKind::Canceled,
             succeeded(),
-            FactKind::Disputed,
+            opened(),
             refunded(100),
         ] {
             if let Decision::Apply(c) = decide(&order(status), &fact(kind.clone())) {
@@ -284,6 +315,7 @@ fn refund_before_success_takes_effect_when_the_success_arrives() {
         c.revoke,
         Some(Revocation {
             delta: -100,
+            kind: RevocationKind::Refund,
             refund_total: 500
         })
     );
@@ -292,7 +324,7 @@ fn refund_before_success_takes_effect_when_the_success_arrives() {
 #[test]
 fn dispute_before_success_makes_the_paid_order_disputed() {
     let o = OrderState {
-        dispute_seen: true,
+        dispute: DisputeState::Open,
         ..order(Processing)
     };
     let Decision::Apply(c) = decide(&o, &fact(succeeded())) else {
@@ -336,6 +368,7 @@ fn refund_larger_than_the_order_is_a_mismatch() {
         charge_amount: 900,
         amount_refunded: 100,
         currency: "usd".into(),
+        as_of: None,
     };
     assert!(matches!(
         decide(&order(Paid), &fact(other_charge)),
@@ -380,8 +413,212 @@ fn small_refund_worth_zero_credits_changes_status_without_a_ledger_row() {
 
 #[test]
 fn status_names_round_trip() {
-    for s in OrderStatus::ALL {
+    for &s in OrderStatus::ALL {
         assert_eq!(s.as_str().parse::<OrderStatus>().unwrap(), s);
     }
     assert!("nope".parse::<OrderStatus>().is_err());
+}
+
+/// Applies `kind` to `o` as settle would: the decided change becomes the stored order.
+/// Returns the credits the step moved (grant plus revocation).
+fn step(o: &mut OrderState, kind: FactKind) -> i64 {
+    match decide(o, &fact(kind)) {
+        Decision::Apply(c) => {
+            o.status = c.to;
+            o.amount_refunded = c.amount_refunded;
+            o.dispute = c.dispute;
+            o.refunds_as_of = c.refunds_as_of;
+            c.grant.unwrap_or(0) + c.revoke.map_or(0, |r| r.delta)
+        }
+        Decision::Noop => 0,
+        Decision::Mismatch(why) => panic!("{why}"),
+    }
+}
+
+#[test]
+fn a_lost_dispute_revokes_what_the_order_still_holds_once() {
+    let mut o = order(Pending);
+    let mut credits = step(&mut o, succeeded());
+    credits += step(&mut o, refunded(250)); // 50 back already
+    credits += step(&mut o, opened());
+    assert_eq!(o.status, PartiallyRefunded);
+    let Decision::Apply(c) = decide(&o, &fact(closed(true))) else {
+        panic!()
+    };
+    assert_eq!(c.to, DisputeLost);
+    assert_eq!(
+        c.revoke.as_ref().map(|r| (r.delta, r.kind)),
+        Some((-50, RevocationKind::Dispute))
+    );
+    credits += step(&mut o, closed(true));
+    assert_eq!(credits, 0, "never more than the order granted");
+    // Repeats and late refunds change nothing.
+    assert_eq!(step(&mut o, closed(true)), 0);
+    assert_eq!(step(&mut o, refunded(500)), 0);
+    assert_eq!(step(&mut o, closed(false)), 0);
+    assert_eq!(o.status, DisputeLost);
+}
+
+#[test]
+fn a_won_dispute_restores_the_status_before_it_and_keeps_the_credits() {
+    for (refund, before) in [(0, Paid), (100, PartiallyRefunded)] {
+        let mut o = order(Pending);
+        let mut credits = step(&mut o, succeeded());
+        if refund > 0 {
+            credits += step(&mut o, refunded(refund));
+        }
+        credits += step(&mut o, opened());
+        if refund == 0 {
+            assert_eq!(o.status, Disputed);
+        }
+        credits += step(&mut o, closed(false));
+        assert_eq!(o.status, before);
+        assert_eq!(credits, 100 - revoked_credits(100, 500, refund));
+    }
+}
+
+#[test]
+fn a_failed_refund_gives_its_credits_back_and_stale_events_do_not_take_them_again() {
+    let mut o = order(Pending);
+    let mut credits = step(&mut o, succeeded());
+    credits += step(
+        &mut o,
+        FactKind::Refunded {
+            charge_amount: 500,
+            amount_refunded: 500,
+            currency: "usd".into(),
+            as_of: Some(100),
+        },
+    );
+    assert_eq!((o.status, credits), (Refunded, 0));
+    let synced = FactKind::RefundsSynced {
+        charge_amount: 500,
+        amount_refunded: 0,
+        currency: "usd".into(),
+        as_of: 200,
+    };
+    credits += step(&mut o, synced.clone());
+    assert_eq!((o.status, credits), (Paid, 100));
+    // The same failure again, and the refund event made before the failure, delivered late.
+    assert_eq!(step(&mut o, synced), 0);
+    let stale = FactKind::Refunded {
+        charge_amount: 500,
+        amount_refunded: 500,
+        currency: "usd".into(),
+        as_of: Some(100),
+    };
+    assert_eq!(step(&mut o, stale), 0);
+    assert_eq!(o.status, Paid);
+    // A new refund after the failure counts.
+    let fresh = FactKind::Refunded {
+        charge_amount: 500,
+        amount_refunded: 250,
+        currency: "usd".into(),
+        as_of: Some(300),
+    };
+    assert_eq!(step(&mut o, fresh), -50);
+    assert_eq!(o.status, PartiallyRefunded);
+}
+
+#[test]
+fn contradicting_disputes_and_refund_objects_are_mismatches() {
+    for kind in [
+        FactKind::DisputeOpened {
+            amount: Some(501),
+            currency: None,
+        },
+        FactKind::DisputeClosed {
+            lost: true,
+            amount: Some(500),
+            currency: Some("eur".into()),
+        },
+        FactKind::RefundsSynced {
+            charge_amount: 500,
+            amount_refunded: 600,
+            currency: "usd".into(),
+            as_of: 1,
+        },
+        FactKind::Contradiction("refund without a charge"),
+    ] {
+        assert!(
+            matches!(
+                decide(&order(Paid), &fact(kind.clone())),
+                Decision::Mismatch(_)
+            ),
+            "{kind:?}"
+        );
+    }
+}
+
+/// Every permutation of `facts` from a pending order.
+fn final_states(facts: &[FactKind]) -> Vec<(OrderState, i64)> {
+    fn permute(rest: &mut Vec<FactKind>, done: &mut Vec<FactKind>, out: &mut Vec<Vec<FactKind>>) {
+        if rest.is_empty() {
+            out.push(done.clone());
+        }
+        for i in 0..rest.len() {
+            let f = rest.remove(i);
+            done.push(f.clone());
+            permute(rest, done, out);
+            done.pop();
+            rest.insert(i, f);
+        }
+    }
+    let mut orders = Vec::new();
+    permute(&mut facts.to_vec(), &mut Vec::new(), &mut orders);
+    orders
+        .into_iter()
+        .map(|seq| {
+            let mut o = order(Pending);
+            let credits: i64 = seq.into_iter().map(|k| step(&mut o, k)).sum();
+            (o, credits)
+        })
+        .collect()
+}
+
+#[test]
+fn every_arrival_order_of_the_facts_ends_in_the_same_state() {
+    let cases: Vec<(Vec<FactKind>, OrderStatus, i64)> = vec![
+        (
+            vec![succeeded(), opened(), closed(true), refunded(250)],
+            DisputeLost,
+            0,
+        ),
+        (
+            vec![succeeded(), opened(), closed(false), refunded(250)],
+            PartiallyRefunded,
+            50,
+        ),
+        (vec![succeeded(), opened(), closed(false)], Paid, 100),
+        (vec![succeeded(), opened(), refunded(500)], Refunded, 0),
+        (
+            vec![succeeded(), closed(true), refunded(100)],
+            DisputeLost,
+            0,
+        ),
+        (
+            vec![succeeded(), refunded(100), refunded(300), opened()],
+            PartiallyRefunded,
+            40,
+        ),
+        (
+            vec![
+                FactKind::Processing,
+                succeeded(),
+                FactKind::Failed,
+                opened(),
+            ],
+            Disputed,
+            100,
+        ),
+    ];
+    for (facts, want_status, want_credits) in cases {
+        for (o, credits) in final_states(&facts) {
+            assert_eq!(
+                (o.status, credits),
+                (want_status, want_credits),
+                "{facts:?}"
+            );
+        }
+    }
 }
