@@ -12,7 +12,9 @@ use crate::db;
 use crate::domain::order::OrderStatus;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::web::admin_views::{Count, EventRow, OrderRow, RunView, TimelineRow, timeline};
+use crate::web::admin_views::{
+    CatchupView, Count, EventRow, OrderRow, RunView, TimelineRow, dispute_words, timeline,
+};
 use crate::web::auth::AdminUser;
 use crate::web::{csrf, html};
 
@@ -30,6 +32,7 @@ struct Dashboard {
     mismatched_events: i64,
     needs_review: i64,
     last_run: Option<RunView>,
+    catchup: Option<CatchupView>,
     stuck: Vec<OrderRow>,
     stuck_after: String,
     recent: Vec<OrderRow>,
@@ -50,6 +53,7 @@ async fn dashboard(state: &AppState) -> Result<HttpResponse, AppError> {
     let (granted, revoked) = db::stats::credit_totals(&mut conn).await?;
     let outcomes = db::events::count_by_outcome(&mut conn).await?;
     let last_run = db::reconcile_runs::last(&mut conn).await?;
+    let catchup = db::catchup::last(&mut conn).await?;
     let stuck = db::orders::stuck_with_email(&mut conn, now - stuck_after, 50).await?;
     let recent = db::orders::recent_with_email(&mut conn, 20).await?;
     let events = db::events::recent(&mut conn, None, None, 20).await?;
@@ -90,6 +94,7 @@ async fn dashboard(state: &AppState) -> Result<HttpResponse, AppError> {
             .load(std::sync::atomic::Ordering::Relaxed),
         needs_review: count_of(OrderStatus::NeedsReview),
         last_run: last_run.map(RunView::from),
+        catchup: catchup.map(CatchupView::from),
         stuck: stuck
             .iter()
             .map(|(o, email)| OrderRow::new(o, email, now))
@@ -115,6 +120,8 @@ struct OrderDetail {
     credits: i64,
     amount: String,
     refunded: String,
+    dispute: &'static str,
+    charges: Vec<String>,
     payment_intent_id: Option<String>,
     created: String,
     paid: Option<String>,
@@ -142,6 +149,7 @@ async fn order_detail(state: &AppState, id: &str) -> Result<HttpResponse, AppErr
     let events = db::events::for_order(&mut conn, id).await?;
     let ledger = db::ledger::for_order(&mut conn, id).await?;
     let balance = db::ledger::balance(&mut conn, order.account_id).await?;
+    let charges = db::charges::for_order(&mut conn, id).await?;
     drop(conn);
     let page = OrderDetail {
         id,
@@ -151,6 +159,8 @@ async fn order_detail(state: &AppState, id: &str) -> Result<HttpResponse, AppErr
         credits: order.credits,
         amount: html::money(order.amount, &order.currency),
         refunded: html::money(order.amount_refunded, &order.currency),
+        dispute: dispute_words(order.dispute),
+        charges,
         payment_intent_id: order.payment_intent_id.clone(),
         created: html::timestamp(order.created_at),
         paid: order.paid_at.map(html::timestamp),

@@ -35,6 +35,7 @@ pub async fn get_order(
         "currency": order.currency,
         "payment_intent_id": order.payment_intent_id,
         "amount_refunded": order.amount_refunded,
+        "dispute": order.dispute.as_str(),
         "created_at": order.created_at,
         "paid_at": order.paid_at,
         "transitions": transitions,

@@ -4,11 +4,14 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::db::catchup::LastPass;
 use crate::db::events::EventSummary;
 use crate::db::ledger::Entry;
 use crate::db::orders::{Order, Transition};
 use crate::db::reconcile_runs::Run;
+use crate::domain::order::DisputeState;
 use crate::web::html;
+use crate::webhook::event::EventKind;
 
 pub struct Count {
     pub label: String,
@@ -123,13 +126,17 @@ pub fn timeline(
     }
     for e in events {
         let outcome = e.outcome.as_deref().unwrap_or("unfinished");
+        let what = match e.event_type.parse::<EventKind>() {
+            Ok(kind) => format!("{}: {} ({outcome})", kind.describe(), e.event_type),
+            Err(_) => format!("{} ({outcome})", e.event_type),
+        };
         rows.push((
             e.received_at,
             0,
             TimelineRow {
                 at: html::timestamp(e.received_at),
                 kind: "webhook",
-                what: format!("{} ({outcome})", e.event_type),
+                what,
                 cause: e.event_id.clone(),
             },
         ));
@@ -141,11 +148,69 @@ pub fn timeline(
             TimelineRow {
                 at: html::timestamp(l.created_at),
                 kind: "ledger",
-                what: format!("{:+} credits ({})", l.delta, l.kind),
+                what: ledger_words(l),
                 cause: l.cause.clone(),
             },
         ));
     }
     rows.sort_by_key(|(at, rank, _)| (*at, *rank));
     rows.into_iter().map(|(_, _, row)| row).collect()
+}
+
+/// A ledger row in an operator's words.
+fn ledger_words(entry: &Entry) -> String {
+    let why = match (entry.kind.as_str(), entry.delta > 0) {
+        ("grant", _) => "granted for the payment",
+        ("refund", false) => "taken back for a refund",
+        ("refund", true) => "given back: a refund failed or was canceled",
+        ("dispute", _) => "taken back: the dispute was lost",
+        _ => "other",
+    };
+    format!("{:+} credits, {why} ({})", entry.delta, entry.kind)
+}
+
+/// The order's dispute in an operator's words.
+pub fn dispute_words(dispute: DisputeState) -> &'static str {
+    match dispute {
+        DisputeState::None => "none",
+        DisputeState::Open => "open: waiting for the bank's decision",
+        DisputeState::Won => "won (or closed with a warning): credits kept",
+        DisputeState::Lost => "lost: every remaining credit taken back",
+    }
+}
+
+pub struct CatchupView {
+    pub started: String,
+    pub finished: String,
+    pub cursor: String,
+    pub listed: i32,
+    pub applied: i32,
+    pub duplicate: i32,
+    pub errors: i32,
+    pub last_error: Option<String>,
+}
+
+impl From<LastPass> for CatchupView {
+    fn from(p: LastPass) -> Self {
+        CatchupView {
+            started: p
+                .last_started_at
+                .map_or_else(|| "never".to_owned(), html::timestamp),
+            finished: p
+                .last_finished_at
+                .map_or_else(|| "—".to_owned(), html::timestamp),
+            cursor: p
+                .cursor_created
+                .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0))
+                .map_or_else(
+                    || "not set (the first pass looks back 3 days)".to_owned(),
+                    html::timestamp,
+                ),
+            listed: p.last_listed,
+            applied: p.last_applied,
+            duplicate: p.last_duplicate,
+            errors: p.last_errors,
+            last_error: p.last_error,
+        }
+    }
 }

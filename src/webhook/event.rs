@@ -43,6 +43,23 @@ crate::text_enum! {
     }
 }
 
+impl EventKind {
+    /// What the event says, in an operator's words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            EventKind::PaymentIntentProcessing => "payment processing",
+            EventKind::PaymentIntentSucceeded => "payment succeeded",
+            EventKind::PaymentIntentPaymentFailed => "payment failed",
+            EventKind::PaymentIntentCanceled => "payment canceled",
+            EventKind::ChargeRefunded => "refund (charge's refund total)",
+            EventKind::ChargeDisputeCreated => "dispute opened",
+            EventKind::ChargeDisputeClosed => "dispute closed",
+            EventKind::ChargeRefundUpdated | EventKind::RefundUpdated => "refund updated",
+            EventKind::RefundFailed => "refund failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Event {
     pub id: String,

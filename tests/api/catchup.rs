@@ -78,6 +78,11 @@ async fn lost_success_refund_and_dispute_are_applied_by_one_pass_and_never_twice
         .map(|e| e["delta"].as_i64().unwrap())
         .collect();
     assert_eq!(deltas, [100, -50], "one grant, one revocation");
+    let dashboard = app.admin_get("/admin").await.text().await.unwrap();
+    assert!(
+        dashboard.contains("listed 3, applied 0, duplicate 3, errors 0"),
+        "the dashboard shows the last catch-up"
+    );
     // The catch-up asked for the listed types only, 100 a page.
     let listed = stripe.requests("GET", "/v1/events").await;
     let query: Vec<(String, String)> = listed[0].url.query_pairs().into_owned().collect();

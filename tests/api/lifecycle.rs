@@ -89,6 +89,30 @@ async fn a_lost_dispute_revokes_what_the_refunds_left_once() {
     assert_eq!(app.deliver(&full).await.1, "applied");
     assert_eq!(app.order_status(id).await, "dispute_lost");
     assert_eq!(ledger(&app, id).await.len(), 3);
+    // The operator and the shopper read what happened in plain words.
+    let admin = app
+        .admin_get(&format!("/admin/orders/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    for words in [
+        "lost: every remaining credit taken back",
+        "-50 credits, taken back: the dispute was lost (dispute)",
+        "dispute closed: charge.dispute.closed (applied)",
+    ] {
+        assert!(admin.contains(words), "admin order page lacks {words:?}");
+    }
+    let shopper = app
+        .client
+        .get(format!("{}/orders/{id}/status", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(shopper.contains("The dispute on this payment was lost."));
     app.assert_money_invariant().await;
 }
 
@@ -182,6 +206,13 @@ async fn a_refund_that_fails_after_a_full_refund_gives_the_credits_back_once() {
         3,
         "each failure asks for the charge's refund total"
     );
+    let admin = app
+        .admin_get(&format!("/admin/orders/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(admin.contains("+100 credits, given back: a refund failed or was canceled"));
     app.assert_money_invariant().await;
 }
 
