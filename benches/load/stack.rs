@@ -525,7 +525,7 @@ pub struct Instance {
     pub log: Arc<Mutex<LogTail>>,
 }
 
-fn command(db_url: &str, stripe_base: &str, pool_size: usize) -> Command {
+pub fn command(db_url: &str, stripe_base: &str, pool_size: usize) -> Command {
     let mut cmd = Command::new(BIN);
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

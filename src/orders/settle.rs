@@ -146,9 +146,25 @@ pub async fn write(
     cause: &str,
 ) -> QueryResult<()> {
     let order = &locked.order;
-    if let (Some(charge), false) = (&locked.charge_id, matches!(decision, Decision::Mismatch(_))) {
-        charges::remember(conn, charge, order.id).await?;
-    }
+    // Sent first, in the same round trip as the change's statements.
+    let remember = async {
+        match (&locked.charge_id, decision) {
+            (Some(charge), Decision::Noop | Decision::Apply(_)) => {
+                charges::remember(conn, charge, order.id).await
+            }
+            _ => Ok(()),
+        }
+    };
+    let ((), ()) = futures_util::try_join!(remember, write_decision(conn, order, decision, cause))?;
+    Ok(())
+}
+
+async fn write_decision(
+    conn: &AsyncPgConnection,
+    order: &orders::Order,
+    decision: &Decision,
+    cause: &str,
+) -> QueryResult<()> {
     match decision {
         Decision::Noop => Ok(()),
         Decision::Mismatch(reason) => {
