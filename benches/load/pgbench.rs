@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 
 /// Every column of `orders` as `Order::as_select()` reads them.
 const ORDER_COLUMNS: &str = "id, account_id, pack_id, credits, amount, currency, status, provider_key, \
-     payment_intent_id, client_secret, amount_refunded, dispute_seen, created_at, updated_at, paid_at";
+     payment_intent_id, client_secret, amount_refunded, created_at, updated_at, paid_at, dispute, refunds_as_of";
 
 /// How the statements travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +45,9 @@ pub fn webhook_script(tag: &str, set: &str, shape: Shape) -> String {
             "{head}BEGIN;\n\
              {insert_event}\
              {lock} \\gset o_\n\
-             UPDATE orders SET status = 'paid', amount_refunded = 0, dispute_seen = false, paid_at = COALESCE(paid_at, now()), \
-             updated_at = now() WHERE id = :o_id AND status = :o_status RETURNING {ORDER_COLUMNS};\n\
+             UPDATE orders SET status = 'paid', amount_refunded = 0, dispute = 'none', refunds_as_of = NULL, paid_at = COALESCE(paid_at, now()), \
+             updated_at = now() WHERE id = :o_id AND status = :o_status AND amount_refunded = :o_amount_refunded AND dispute = :o_dispute \
+             RETURNING {ORDER_COLUMNS};\n\
              INSERT INTO order_transitions (order_id, from_status, to_status, cause) VALUES (:o_id, :o_status, 'paid', {ev});\n\
              INSERT INTO ledger (account_id, order_id, kind, delta, refund_total, cause) \
              VALUES (:o_account_id, :o_id, 'grant', :o_credits, 0, {ev});\n\
@@ -61,8 +62,9 @@ pub fn webhook_script(tag: &str, set: &str, shape: Shape) -> String {
              {lock};\n\
              \\endpipeline\n\
              \\startpipeline\n\
-             UPDATE orders SET status = 'paid', amount_refunded = 0, dispute_seen = false, paid_at = COALESCE(paid_at, now()), \
-             updated_at = now() WHERE id = {order} AND status = 'pending' RETURNING {ORDER_COLUMNS};\n\
+             UPDATE orders SET status = 'paid', amount_refunded = 0, dispute = 'none', refunds_as_of = NULL, paid_at = COALESCE(paid_at, now()), \
+             updated_at = now() WHERE id = {order} AND status = 'pending' AND amount_refunded = 0 AND dispute = 'none' \
+             RETURNING {ORDER_COLUMNS};\n\
              INSERT INTO order_transitions (order_id, from_status, to_status, cause) VALUES ({order}, 'pending', 'paid', {ev});\n\
              INSERT INTO ledger (account_id, order_id, kind, delta, refund_total, cause) \
              VALUES (md5(:account_prefix::text || :a::text)::uuid, {order}, 'grant', :credits, 0, {ev});\n\

@@ -1,9 +1,7 @@
 DROP INDEX sandbox_deliveries_event_idx;
 DROP TABLE event_catchup;
 DROP TABLE order_charges;
-DROP INDEX ledger_order_idx;
-DROP INDEX ledger_one_dispute_per_order;
-DROP INDEX ledger_one_grant_per_order;
+DROP INDEX ledger_once_per_order;
 DELETE FROM ledger WHERE kind = 'dispute' OR (kind = 'refund' AND delta > 0);
 ALTER TABLE ledger DROP CONSTRAINT ledger_kind_check;
 ALTER TABLE ledger ADD CONSTRAINT ledger_kind_check CHECK (kind IN ('grant', 'refund'));

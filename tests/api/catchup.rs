@@ -221,3 +221,37 @@ async fn the_sandbox_lists_its_own_events_including_undelivered_ones() {
     assert_eq!(app.order_status(id).await, "paid");
     app.assert_money_invariant().await;
 }
+
+#[tokio::test]
+async fn an_event_that_cannot_be_parsed_is_skipped_recorded_and_the_pass_goes_on() {
+    let stripe = StripeDouble::start().await;
+    let app = spawn_app_with(&as_pairs(&stripe.env())).await;
+    let (order, _) = lost_lifecycle(&app, &stripe).await;
+    // A handled type whose object has the wrong shape, listed after the three good ones.
+    let mut broken = stripe_event(
+        "charge.refunded",
+        json!({"id": "ch_broken", "object": "charge"}),
+    );
+    broken["created"] = json!(chrono::Utc::now().timestamp() + 1);
+    stripe.record_event(&broken);
+
+    let report = reconcile_once(&app.state, "test").await.unwrap();
+
+    assert_eq!(
+        report.events.line(),
+        "events: listed 4, applied 3, duplicate 0, errors 1"
+    );
+    assert_eq!(
+        app.order_status(order["id"].as_str().unwrap()).await,
+        "partially_refunded"
+    );
+    let mut conn = app.state.db.get().await.unwrap();
+    let last = paidonce::db::catchup::last(&mut conn)
+        .await
+        .unwrap()
+        .unwrap();
+    let error = last.last_error.unwrap();
+    assert!(error.contains(broken["id"].as_str().unwrap()), "{error}");
+    // Skipped for good: the cursor moved past it rather than stopping before it.
+    assert_eq!(last.cursor_created, broken["created"].as_i64());
+}
