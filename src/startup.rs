@@ -106,6 +106,7 @@ pub async fn build_state(
         signature_failures: Default::default(),
         http,
         sandbox_wakeup: Default::default(),
+        drain: Default::default(),
     })
 }
 
@@ -118,11 +119,19 @@ pub fn random_token(len: usize) -> String {
     Alphanumeric.sample_string(&mut rand::rng(), len)
 }
 
+/// How long a graceful stop waits for in-flight requests before it closes them.
+pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub struct Application {
     local_addr: SocketAddr,
     server: actix_web::dev::Server,
     state: web::Data<AppState>,
     database: Database,
+    /// Registered before the address is announced: a SIGTERM that comes right after
+    /// `listening on` is a graceful stop, not the default action's instant death.
+    signals: StopSignals,
+    /// The listening socket, still owned by the server; closed by hand on the way down.
+    listener: std::os::fd::RawFd,
 }
 
 impl Application {
@@ -151,6 +160,8 @@ impl Application {
             let listener = TcpListener::bind(config.bind)
                 .with_context(|| format!("binding {}", config.bind))?;
             let local_addr = listener.local_addr()?;
+            let listener_fd = std::os::fd::AsRawFd::as_raw_fd(&listener);
+            let signals = StopSignals::register()?;
             let base = match &config.public_base_url {
                 Some(url) => url.clone(),
                 None => Url::parse(&format!("http://{local_addr}"))?,
@@ -161,6 +172,7 @@ impl Application {
                 // Runs on each worker thread as it starts.
                 app_state.db.claim_for_this_thread();
                 App::new()
+                    .wrap(actix_web::middleware::from_fn(crate::web::drain::track))
                     .wrap(tracing_actix_web::TracingLogger::<
                         crate::web::span::PathOnlySpan,
                     >::new())
@@ -169,18 +181,20 @@ impl Application {
             })
             .workers(http_workers())
             .disable_signals()
-            .shutdown_timeout(30)
+            .shutdown_timeout(SHUTDOWN_TIMEOUT.as_secs())
             .listen(listener)?
             .run();
-            anyhow::Ok((local_addr, server, state))
+            anyhow::Ok((local_addr, server, state, signals, listener_fd))
         }
         .await;
         match built {
-            Ok((local_addr, server, state)) => Ok(Application {
+            Ok((local_addr, server, state, signals, listener)) => Ok(Application {
                 local_addr,
                 server,
                 state,
                 database,
+                signals,
+                listener,
             }),
             Err(e) => Err((e, database)),
         }
@@ -194,13 +208,15 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until SIGINT or SIGTERM, both graceful (in-flight requests finish), then
-    /// stops the background tasks and the embedded database.
+    /// Serves until SIGINT or SIGTERM, both graceful (in-flight requests finish, for up
+    /// to SHUTDOWN_TIMEOUT), then stops the background tasks and the embedded database.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application {
             server,
             state,
             database,
+            signals,
+            listener,
             ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -219,10 +235,15 @@ impl Application {
             )));
         }
         let handle = server.handle();
+        let draining = state.clone();
         tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            handle.stop(true).await;
+            signals.wait().await;
+            tracing::info!(
+                in_flight = draining.drain.in_flight(),
+                timeout_secs = SHUTDOWN_TIMEOUT.as_secs(),
+                "shutting down: finishing in-flight requests, answering new ones 503"
+            );
+            stop_gracefully(&draining.drain, handle, listener).await;
         });
         let served = server.await;
         let _ = stop_tx.send(true);
@@ -234,17 +255,58 @@ impl Application {
     }
 }
 
-async fn wait_for_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// In-flight requests first (see `web::drain`: actix-server's own graceful stop can drop
+/// them), then the server: accepting paused, the listening socket shut so that new
+/// connections are refused at connect rather than left in its backlog, and the workers
+/// stopped. By then no request is in flight, so the stop need not wait for idle
+/// keep-alive connections (it would, for their whole keep-alive timeout).
+async fn stop_gracefully(
+    drain: &crate::web::drain::Drain,
+    handle: actix_web::dev::ServerHandle,
+    listener: std::os::fd::RawFd,
+) {
+    drain.start();
+    if !drain.wait_idle(SHUTDOWN_TIMEOUT).await {
+        tracing::warn!(
+            in_flight = drain.in_flight(),
+            "shutdown timeout: closing requests still in flight"
+        );
+    }
+    handle.pause().await;
+    // The pause reaches the accept thread asynchronously; shut the socket only once it
+    // no longer polls it (else it logs an accept error). The accept thread owns and
+    // closes the socket only during the stop below, so this fd cannot name another yet.
+    tokio::time::sleep(ACCEPT_PAUSE).await;
+    if let Err(e) = nix::sys::socket::shutdown(listener, nix::sys::socket::Shutdown::Both) {
+        tracing::warn!(error = %e, "could not shut the listening socket");
+    }
+    // A keep-alive connection may have brought one more request meanwhile: its 503.
+    drain.wait_idle(ACCEPT_PAUSE).await;
+    handle.stop(false).await;
+}
+
+/// Ample for the accept thread to act on a pause (it is woken at once).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(20);
+
+/// SIGTERM and SIGINT, registered up front.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn register() -> anyhow::Result<StopSignals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("listening for SIGINT")?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
     }
 }

@@ -26,4 +26,6 @@ pub struct AppState {
     pub http: reqwest::Client,
     /// Wakes this instance's sandbox delivery worker when an action enqueued events.
     pub sandbox_wakeup: tokio::sync::Notify,
+    /// Requests in flight, and whether a graceful stop has begun.
+    pub drain: crate::web::drain::Drain,
 }

@@ -7,6 +7,7 @@ pub mod admin_views;
 pub mod api;
 pub mod auth;
 pub mod csrf;
+pub mod drain;
 pub mod health;
 pub mod html;
 pub mod pages;

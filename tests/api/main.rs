@@ -19,6 +19,7 @@ mod pages;
 mod reconcile;
 mod sandbox;
 mod shared_reads;
+mod shutdown;
 mod statements;
 mod stripe_double;
 mod stripe_provider;
