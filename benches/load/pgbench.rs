@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 
 /// Every column of `orders` as `Order::as_select()` reads them.
 const ORDER_COLUMNS: &str = "id, account_id, pack_id, credits, amount, currency, status, provider_key, \
-     payment_intent_id, client_secret, amount_refunded, created_at, updated_at, paid_at, dispute, refunds_as_of";
+     payment_intent_id, client_secret, amount_refunded, created_at, updated_at, paid_at, dispute, refunds_as_of, reason, revoked";
 
 /// How the statements travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub fn webhook_script(tag: &str, set: &str, shape: Shape) -> String {
             "{head}BEGIN;\n\
              {insert_event}\
              {lock} \\gset o_\n\
-             UPDATE orders SET status = 'paid', amount_refunded = 0, dispute = 'none', refunds_as_of = NULL, paid_at = COALESCE(paid_at, now()), \
+             UPDATE orders SET status = 'paid', amount_refunded = 0, dispute = 'none', refunds_as_of = NULL, reason = COALESCE(NULL, reason), revoked = 0, paid_at = COALESCE(paid_at, now()), \
              updated_at = now() WHERE id = :o_id AND status = :o_status AND amount_refunded = :o_amount_refunded AND dispute = :o_dispute \
              RETURNING {ORDER_COLUMNS};\n\
              INSERT INTO order_transitions (order_id, from_status, to_status, cause) VALUES (:o_id, :o_status, 'paid', {ev});\n\
@@ -62,7 +62,7 @@ pub fn webhook_script(tag: &str, set: &str, shape: Shape) -> String {
              {lock};\n\
              \\endpipeline\n\
              \\startpipeline\n\
-             UPDATE orders SET status = 'paid', amount_refunded = 0, dispute = 'none', refunds_as_of = NULL, paid_at = COALESCE(paid_at, now()), \
+             UPDATE orders SET status = 'paid', amount_refunded = 0, dispute = 'none', refunds_as_of = NULL, reason = COALESCE(NULL, reason), revoked = 0, paid_at = COALESCE(paid_at, now()), \
              updated_at = now() WHERE id = {order} AND status = 'pending' AND amount_refunded = 0 AND dispute = 'none' \
              RETURNING {ORDER_COLUMNS};\n\
              INSERT INTO order_transitions (order_id, from_status, to_status, cause) VALUES ({order}, 'pending', 'paid', {ev});\n\

@@ -30,6 +30,8 @@ pub struct Order {
     pub paid_at: Option<DateTime<Utc>>,
     pub dispute: DisputeState,
     pub refunds_as_of: Option<i64>,
+    pub reason: Option<String>,
+    pub revoked: i64,
 }
 
 impl Order {
@@ -43,6 +45,8 @@ impl Order {
             amount_refunded: self.amount_refunded,
             dispute: self.dispute,
             refunds_as_of: self.refunds_as_of,
+            paid: self.paid_at.is_some(),
+            revoked: self.revoked,
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct Transition {
     pub to_status: String,
     pub cause: String,
     pub at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 pub async fn insert(conn: &mut AsyncPgConnection, order: &NewOrder<'_>) -> QueryResult<Order> {
@@ -175,6 +181,14 @@ pub async fn apply_change(
         orders::amount_refunded.eq(change.amount_refunded),
         orders::dispute.eq(change.dispute),
         orders::refunds_as_of.eq(change.refunds_as_of),
+        orders::revoked.eq(change.revoked),
+        orders::reason.eq(
+            diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>("COALESCE(")
+                .bind::<diesel::sql_types::Nullable<diesel::sql_types::Text>, _>(
+                    change.reason.as_deref(),
+                )
+                .sql(", reason)"),
+        ),
         orders::paid_at.eq(diesel::dsl::sql::<
             diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
         >("COALESCE(paid_at, ")
@@ -219,6 +233,7 @@ pub async fn insert_transition(
     from: Option<OrderStatus>,
     to: OrderStatus,
     cause: &str,
+    detail: Option<&str>,
 ) -> QueryResult<()> {
     diesel::insert_into(order_transitions::table)
         .values((
@@ -226,6 +241,7 @@ pub async fn insert_transition(
             order_transitions::from_status.eq(from.map(OrderStatus::as_str)),
             order_transitions::to_status.eq(to.as_str()),
             order_transitions::cause.eq(cause),
+            order_transitions::detail.eq(detail),
         ))
         .execute(&mut conn)
         .await
@@ -262,7 +278,7 @@ pub async fn claim_for_reconcile(
               AND (reconcile_lease_until IS NULL OR reconcile_lease_until < now()) \
             ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
          RETURNING id, account_id, pack_id, credits, amount, currency, status, provider_key, payment_intent_id, \
-                   client_secret, amount_refunded, created_at, updated_at, paid_at, dispute, refunds_as_of",
+                   client_secret, amount_refunded, created_at, updated_at, paid_at, dispute, refunds_as_of, reason, revoked",
     )
     .bind::<diesel::sql_types::Timestamptz, _>(newest)
     .bind::<diesel::sql_types::Timestamptz, _>(oldest)

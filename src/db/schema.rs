@@ -59,6 +59,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    operator_actions (id) {
+        id -> Int8,
+        order_id -> Uuid,
+        action -> Text,
+        key -> Text,
+        note -> Text,
+        params -> Jsonb,
+        state -> Text,
+        result -> Nullable<Text>,
+        created_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     order_charges (charge_id) {
         charge_id -> Text,
         order_id -> Uuid,
@@ -74,6 +89,7 @@ diesel::table! {
         to_status -> Text,
         cause -> Text,
         at -> Timestamptz,
+        detail -> Nullable<Text>,
     }
 }
 
@@ -96,6 +112,8 @@ diesel::table! {
         paid_at -> Nullable<Timestamptz>,
         dispute -> Text,
         refunds_as_of -> Nullable<Int8>,
+        reason -> Nullable<Text>,
+        revoked -> Int8,
     }
 }
 
@@ -160,11 +178,13 @@ diesel::table! {
         received_at -> Timestamptz,
         outcome -> Nullable<Text>,
         order_id -> Nullable<Uuid>,
+        duplicates -> Int4,
     }
 }
 
 diesel::joinable!(ledger -> accounts (account_id));
 diesel::joinable!(ledger -> orders (order_id));
+diesel::joinable!(operator_actions -> orders (order_id));
 diesel::joinable!(order_charges -> orders (order_id));
 diesel::joinable!(order_transitions -> orders (order_id));
 diesel::joinable!(orders -> accounts (account_id));
@@ -176,6 +196,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     event_catchup,
     idempotency_keys,
     ledger,
+    operator_actions,
     order_charges,
     order_transitions,
     orders,

@@ -44,18 +44,6 @@ impl OrderStatus {
     pub fn is_unsettled(self) -> bool {
         Self::UNSETTLED.contains(&self)
     }
-
-    /// Paid at some point and credits were granted.
-    pub fn was_paid(self) -> bool {
-        matches!(
-            self,
-            OrderStatus::Paid
-                | OrderStatus::PartiallyRefunded
-                | OrderStatus::Refunded
-                | OrderStatus::Disputed
-                | OrderStatus::DisputeLost
-        )
-    }
 }
 
 /// What the decision needs to know about the order, as currently stored.
@@ -70,6 +58,12 @@ pub struct OrderState {
     pub dispute: DisputeState,
     /// Stripe's time of the last refund total taken from the provider (see `RefundsSynced`).
     pub refunds_as_of: Option<i64>,
+    /// The pack's credits were granted (once, ever). Credits follow the refund and
+    /// dispute facts only for a paid order that is not waiting for review.
+    pub paid: bool,
+    /// Credits taken back so far (refunds and a lost dispute, net of give-backs): what
+    /// the next revocation is measured against.
+    pub revoked: i64,
 }
 
 /// Something the provider says happened to the order's payment.
@@ -80,7 +74,10 @@ pub enum FactKind {
         amount_received: i64,
         currency: String,
     },
-    Failed,
+    /// `error` is the provider's decline in words (code, decline code, message).
+    Failed {
+        error: Option<String>,
+    },
     Canceled,
     /// `amount_refunded` is the charge's cumulative refunded amount; `as_of` is when
     /// Stripe made the event (unix seconds), `None` for an answer given just now.
@@ -115,6 +112,11 @@ pub enum FactKind {
     /// A handled object that contradicts itself or what we can act on (a refund failure
     /// with no charge, a dispute status nobody knows): the order goes to review.
     Contradiction(&'static str),
+    /// An operator resolved a `needs_review` order by granting it: paid, credits once.
+    OperatorGrant,
+    /// An operator resolved a `needs_review` order by refunding it in full at the
+    /// provider: `refunded`, and credits, if any were granted, taken back.
+    OperatorRefunded,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,8 +130,9 @@ pub struct PaymentFact {
 pub enum Decision {
     /// Valid, but nothing to change.
     Noop,
-    /// The fact contradicts the order: it goes to `needs_review`, no credits move.
-    Mismatch(&'static str),
+    /// The fact contradicts the order: it goes to `needs_review`, no credits move. The
+    /// reason says what was expected and what arrived.
+    Mismatch(String),
     Apply(Change),
 }
 
@@ -143,7 +146,11 @@ pub struct Change {
     pub amount_refunded: i64,
     pub dispute: DisputeState,
     pub refunds_as_of: Option<i64>,
+    /// Credits taken back in total after this change.
+    pub revoked: i64,
     pub marks_paid: bool,
+    /// Why, in words, when the change has a reason worth keeping (a decline).
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,6 +215,7 @@ struct Facts {
     amount_refunded: i64,
     dispute: DisputeState,
     refunds_as_of: Option<i64>,
+    revoked: i64,
 }
 
 impl Facts {
@@ -216,6 +224,7 @@ impl Facts {
             amount_refunded: order.amount_refunded,
             dispute: order.dispute,
             refunds_as_of: order.refunds_as_of,
+            revoked: order.revoked,
         }
     }
 }
@@ -227,7 +236,9 @@ pub fn decide(order: &OrderState, fact: &PaymentFact) -> Decision {
 
     if let (Some(ours), Some(theirs)) = (&order.payment_intent_id, &fact.payment_intent_id) {
         if ours != theirs {
-            return Decision::Mismatch("the event names a different PaymentIntent than the order");
+            return Decision::Mismatch(format!(
+                "the event names PaymentIntent {theirs}; the order's is {ours}"
+            ));
         }
     }
     let facts = Facts::of(order);
@@ -239,14 +250,22 @@ pub fn decide(order: &OrderState, fact: &PaymentFact) -> Decision {
             currency,
         } => {
             if *amount_received != order.amount {
-                return Decision::Mismatch("amount received differs from the order amount");
+                return Decision::Mismatch(format!(
+                    "amount received: expected {} {}, received {amount_received} {currency}",
+                    order.amount, order.currency
+                ));
             }
             if !currency.eq_ignore_ascii_case(&order.currency) {
-                return Decision::Mismatch("currency differs from the order currency");
+                return Decision::Mismatch(format!(
+                    "currency: expected {}, received {currency}",
+                    order.currency
+                ));
             }
             match order.status {
                 Pending | Processing | Failed => Decision::Apply(pay(order)),
-                Canceled => Decision::Mismatch("payment succeeded for an order canceled here"),
+                Canceled => Decision::Mismatch(
+                    "payment succeeded for an order canceled here: expected no payment".into(),
+                ),
                 Paid | PartiallyRefunded | Refunded | Disputed | DisputeLost | NeedsReview => {
                     Decision::Noop
                 }
@@ -256,8 +275,11 @@ pub fn decide(order: &OrderState, fact: &PaymentFact) -> Decision {
             Pending | Failed => move_to(Processing),
             _ => Decision::Noop,
         },
-        FactKind::Failed => match order.status {
-            Pending | Processing => move_to(Failed),
+        FactKind::Failed { error } => match order.status {
+            Pending | Processing => Decision::Apply(Change {
+                reason: error.clone(),
+                ..change(Failed, facts, None, false)
+            }),
             _ => Decision::Noop,
         },
         FactKind::Canceled => match order.status {
@@ -349,7 +371,38 @@ pub fn decide(order: &OrderState, fact: &PaymentFact) -> Decision {
             };
             with_facts(order, Facts { dispute, ..facts })
         }
-        FactKind::Contradiction(reason) => Decision::Mismatch(reason),
+        FactKind::Contradiction(reason) => Decision::Mismatch((*reason).to_owned()),
+        FactKind::OperatorGrant => match order.status {
+            // Credits granted before the review: what the facts remembered meanwhile
+            // take back, as for any paid order.
+            NeedsReview if order.paid => with_facts(
+                &OrderState {
+                    status: Paid,
+                    ..order.clone()
+                },
+                facts,
+            ),
+            NeedsReview => Decision::Apply(pay(order)),
+            _ => Decision::Noop,
+        },
+        FactKind::OperatorRefunded => {
+            let refunded = Facts {
+                amount_refunded: order.amount,
+                ..facts
+            };
+            if !order.paid {
+                return Decision::Apply(change(Refunded, refunded, None, false));
+            }
+            // As a paid order: what the full refund takes back, then `refunded`.
+            let as_paid = OrderState {
+                status: Paid,
+                ..order.clone()
+            };
+            match with_facts(&as_paid, refunded) {
+                Decision::Apply(c) => Decision::Apply(Change { to: Refunded, ..c }),
+                _ => Decision::Apply(change(Refunded, refunded, None, false)),
+            }
+        }
     }
 }
 
@@ -358,42 +411,45 @@ fn refund_contradiction(
     charge_amount: i64,
     amount_refunded: i64,
     currency: &str,
-) -> Option<&'static str> {
-    if !currency.eq_ignore_ascii_case(&order.currency) {
-        return Some("refund currency differs from the order currency");
-    }
-    if charge_amount != order.amount || amount_refunded > order.amount || amount_refunded < 0 {
-        return Some("refunded charge does not match the order amount");
-    }
-    None
+) -> Option<String> {
+    let contradicts = !currency.eq_ignore_ascii_case(&order.currency)
+        || charge_amount != order.amount
+        || amount_refunded > order.amount
+        || amount_refunded < 0;
+    contradicts.then(|| {
+        format!(
+            "refunded charge: expected a charge of {} {}, received {charge_amount} {currency} \
+             with {amount_refunded} refunded",
+            order.amount, order.currency
+        )
+    })
 }
 
 fn dispute_contradiction(
     order: &OrderState,
     amount: Option<i64>,
     currency: Option<&str>,
-) -> Option<&'static str> {
-    if currency.is_some_and(|c| !c.eq_ignore_ascii_case(&order.currency)) {
-        return Some("dispute currency differs from the order currency");
-    }
-    if amount.is_some_and(|a| a > order.amount || a < 0) {
-        return Some("dispute amount is larger than the order amount");
-    }
-    None
+) -> Option<String> {
+    let contradicts = currency.is_some_and(|c| !c.eq_ignore_ascii_case(&order.currency))
+        || amount.is_some_and(|a| a > order.amount || a < 0);
+    contradicts.then(|| {
+        format!(
+            "dispute: expected at most {} {}, received {} {}",
+            order.amount,
+            order.currency,
+            amount.map_or_else(|| "?".to_owned(), |a| a.to_string()),
+            currency.unwrap_or("?")
+        )
+    })
 }
 
 /// The order with new facts: a paid order's status and credits follow them; an order
-/// not (yet) paid only remembers them until the success arrives.
-fn with_facts(order: &OrderState, new: Facts) -> Decision {
-    if !order.status.was_paid() {
+/// not (yet) paid, or waiting for review, only remembers them (until the success
+/// arrives, or an operator decides).
+fn with_facts(order: &OrderState, mut new: Facts) -> Decision {
+    if !order.paid || order.status == OrderStatus::NeedsReview {
         return Decision::Apply(change(order.status, new, None, false));
     }
-    let before = revoked_target(
-        order.credits,
-        order.amount,
-        order.amount_refunded,
-        order.dispute,
-    );
     let after = revoked_target(
         order.credits,
         order.amount,
@@ -405,11 +461,12 @@ fn with_facts(order: &OrderState, new: Facts) -> Decision {
     } else {
         RevocationKind::Refund
     };
-    let revoke = (before != after).then_some(Revocation {
-        delta: before - after,
+    let revoke = (order.revoked != after).then_some(Revocation {
+        delta: order.revoked - after,
         kind,
         refund_total: new.amount_refunded,
     });
+    new.revoked = after;
     let to = paid_status(order.amount, new.amount_refunded, new.dispute);
     Decision::Apply(change(to, new, revoke, false))
 }
@@ -422,19 +479,24 @@ fn change(to: OrderStatus, facts: Facts, revoke: Option<Revocation>, marks_paid:
         amount_refunded: facts.amount_refunded,
         dispute: facts.dispute,
         refunds_as_of: facts.refunds_as_of,
+        revoked: facts.revoked,
         marks_paid,
+        reason: None,
     }
 }
 
 /// Unpaid → paid with its one grant, then whatever refund or dispute overtook the success.
 fn pay(order: &OrderState) -> Change {
-    let facts = Facts::of(order);
     let revoked = revoked_target(
         order.credits,
         order.amount,
         order.amount_refunded,
         order.dispute,
     );
+    let facts = Facts {
+        revoked,
+        ..Facts::of(order)
+    };
     let kind = if order.dispute == DisputeState::Lost {
         RevocationKind::Dispute
     } else {

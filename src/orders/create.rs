@@ -88,8 +88,15 @@ pub async fn create_order(
                         },
                     )
                     .await?;
-                    db::orders::insert_transition(c, id, None, OrderStatus::Pending, "created")
-                        .await?;
+                    db::orders::insert_transition(
+                        c,
+                        id,
+                        None,
+                        OrderStatus::Pending,
+                        "created",
+                        None,
+                    )
+                    .await?;
                     if let Some(key) = &key {
                         db::idempotency::set_order(c, key, id).await?;
                     }

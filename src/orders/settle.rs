@@ -31,7 +31,7 @@ pub enum Settled {
     },
     Mismatch {
         order_id: Uuid,
-        reason: &'static str,
+        reason: String,
     },
     Applied {
         order_id: Uuid,
@@ -65,9 +65,11 @@ impl Locked {
     /// What `fact` does to this order; pure, writes nothing.
     pub fn decide(&self, fact: &PaymentFact) -> Decision {
         if self.names_other_order {
-            Decision::Mismatch(
-                "the event's metadata.order_id names another order than its PaymentIntent",
-            )
+            Decision::Mismatch(format!(
+                "metadata.order_id names another order; its PaymentIntent {} is order {}'s",
+                self.order.payment_intent_id.as_deref().unwrap_or("?"),
+                self.order.id
+            ))
         } else {
             decide(&self.order.state(), fact)
         }
@@ -78,7 +80,10 @@ impl Locked {
         let order_id = self.order.id;
         match decision {
             Decision::Noop => Settled::Noop { order_id },
-            Decision::Mismatch(reason) => Settled::Mismatch { order_id, reason },
+            Decision::Mismatch(reason) => Settled::Mismatch {
+                order_id,
+                reason: reason.clone(),
+            },
             Decision::Apply(change) => Settled::Applied {
                 order_id,
                 from: self.order.status,
@@ -168,7 +173,7 @@ async fn write_decision(
     match decision {
         Decision::Noop => Ok(()),
         Decision::Mismatch(reason) => {
-            tracing::warn!(order_id = %order.id, cause, reason, "payment contradicts the order; flagged for review");
+            tracing::warn!(order_id = %order.id, cause, reason = %reason, "payment contradicts the order; flagged for review");
             metrics::counter!("orders_mismatch_total").increment(1);
             if order.status == OrderStatus::NeedsReview {
                 return Ok(());
@@ -180,7 +185,9 @@ async fn write_decision(
                 amount_refunded: order.amount_refunded,
                 dispute: order.dispute,
                 refunds_as_of: order.refunds_as_of,
+                revoked: order.revoked,
                 marks_paid: false,
+                reason: Some(reason.clone()),
             };
             write_change(conn, order, &review, cause).await
         }
@@ -223,7 +230,14 @@ async fn write_change(
         orders::apply_change(conn, order.id, &expected, change),
         when(
             moves,
-            orders::insert_transition(conn, order.id, Some(order.status), change.to, cause)
+            orders::insert_transition(
+                conn,
+                order.id,
+                Some(order.status),
+                change.to,
+                cause,
+                change.reason.as_deref()
+            )
         ),
         insert_entry(conn, grant.as_ref()),
         insert_entry(conn, revoke.as_ref()),

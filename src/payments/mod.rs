@@ -179,6 +179,35 @@ impl ChargeSnapshot {
     }
 }
 
+/// A PaymentIntent's `last_payment_error` as an operator reads it: "code (decline code):
+/// message". Stripe's words, bounded and without control characters.
+pub fn payment_error_words(error: &Value) -> Option<String> {
+    let field = |name: &str| {
+        error
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let mut words = match (field("code"), field("decline_code")) {
+        (Some(code), Some(decline)) => format!("{code} ({decline})"),
+        (Some(code), None) => code.to_owned(),
+        (None, Some(decline)) => format!("({decline})"),
+        (None, None) => String::new(),
+    };
+    if let Some(message) = field("message") {
+        if !words.is_empty() {
+            words.push_str(": ");
+        }
+        words.push_str(message);
+    }
+    let words: String = words
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(300)
+        .collect();
+    (!words.is_empty()).then_some(words)
+}
+
 fn metadata_order_id(obj: &serde_json::Map<String, Value>) -> Result<Option<String>, String> {
     match obj.get("metadata") {
         None | Some(Value::Null) => Ok(None),
@@ -253,6 +282,8 @@ pub struct IntentSnapshot {
     pub client_secret: Option<String>,
     pub metadata_order_id: Option<String>,
     pub has_payment_error: bool,
+    /// `last_payment_error` in words, when there is one.
+    pub payment_error: Option<String>,
 }
 
 impl IntentSnapshot {
@@ -299,6 +330,7 @@ impl IntentSnapshot {
                 .map(str::to_owned),
             metadata_order_id,
             has_payment_error: obj.get("last_payment_error").is_some_and(|e| !e.is_null()),
+            payment_error: obj.get("last_payment_error").and_then(payment_error_words),
         })
     }
 
@@ -312,7 +344,9 @@ impl IntentSnapshot {
             },
             "processing" => FactKind::Processing,
             "canceled" => FactKind::Canceled,
-            "requires_payment_method" if self.has_payment_error => FactKind::Failed,
+            "requires_payment_method" if self.has_payment_error => FactKind::Failed {
+                error: self.payment_error.clone(),
+            },
             _ => return None,
         };
         Some(PaymentFact {
@@ -364,6 +398,7 @@ mod tests {
             client_secret: None,
             metadata_order_id: None,
             has_payment_error: err,
+            payment_error: None,
         };
         assert!(matches!(
             snap("succeeded", false).fact().unwrap().kind,
@@ -382,7 +417,7 @@ mod tests {
         );
         assert_eq!(
             snap("requires_payment_method", true).fact().unwrap().kind,
-            FactKind::Failed
+            FactKind::Failed { error: None }
         );
         assert_eq!(snap("requires_payment_method", false).fact(), None);
         assert_eq!(snap("requires_action", false).fact(), None);

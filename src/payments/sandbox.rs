@@ -139,6 +139,10 @@ pub fn snapshot(intent: &db::sandbox::Intent) -> IntentSnapshot {
             .and_then(|v| v.as_str())
             .map(str::to_owned),
         has_payment_error: intent.last_payment_error.is_some(),
+        payment_error: intent
+            .last_payment_error
+            .as_ref()
+            .map(|m| format!("card_declined: {m}")),
     }
 }
 

@@ -257,7 +257,12 @@ impl Event {
                     },
                     currency: fields.string("currency")?,
                 },
-                PaymentIntentPaymentFailed => FactKind::Failed,
+                PaymentIntentPaymentFailed => FactKind::Failed {
+                    error: fields
+                        .0
+                        .get("last_payment_error")
+                        .and_then(crate::payments::payment_error_words),
+                },
                 _ => FactKind::Canceled,
             };
             let reference = OrderRef {
@@ -530,7 +535,7 @@ mod tests {
             failed,
             Ok(Meaning::Fact {
                 fact: PaymentFact {
-                    kind: FactKind::Failed,
+                    kind: FactKind::Failed { .. },
                     ..
                 },
                 ..

@@ -195,7 +195,10 @@ async fn apply(
         return Ok((outcome, None));
     };
     let decision = match meaning {
-        _ if !livemode_ok => Decision::Mismatch("event livemode contradicts the configured key"),
+        _ if !livemode_ok => Decision::Mismatch(format!(
+            "livemode: the configured key expects livemode={}, the event has livemode={}",
+            !event.livemode, event.livemode
+        )),
         Meaning::Fact { fact, .. } => locked.decide(fact),
         // Only reached with the livemode contradiction: prepare turns every refund
         // failure into a fact, and an ignored event finds no order.

@@ -30,7 +30,9 @@ async fn the_webhook_writes_are_prepared_once_per_connection() {
         amount_refunded: 0,
         dispute: DisputeState::None,
         refunds_as_of: None,
+        revoked: 0,
         marks_paid: true,
+        reason: None,
     };
     for i in 0..3 {
         let id = format!("evt_prepared_{i}");

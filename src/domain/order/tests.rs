@@ -11,6 +11,11 @@ fn order(status: OrderStatus) -> OrderState {
         amount_refunded: 0,
         dispute: DisputeState::None,
         refunds_as_of: None,
+        paid: matches!(
+            status,
+            Paid | PartiallyRefunded | Refunded | Disputed | DisputeLost
+        ),
+        revoked: 0,
     }
 }
 
@@ -76,7 +81,7 @@ fn every_status_and_fact_pair_decides_as_the_spec_says() {
     let facts = [
         ("processing", FactKind::Processing),
         ("succeeded", succeeded()),
-        ("failed", FactKind::Failed),
+        ("failed", FactKind::Failed { error: None }),
         ("canceled", FactKind::Canceled),
         ("refund", refunded(200)),
         ("dispute", opened()),
@@ -199,15 +204,18 @@ fn every_status_and_fact_pair_decides_as_the_spec_says() {
         // Rows that were refunded already hold the refund total that got them there.
         if matches!(status, PartiallyRefunded) {
             current.amount_refunded = 200;
+            current.revoked = 40;
         }
         if matches!(status, Refunded) {
             current.amount_refunded = 500;
+            current.revoked = 100;
         }
         if matches!(status, Disputed) {
             current.dispute = DisputeState::Open;
         }
         if matches!(status, DisputeLost) {
             current.dispute = DisputeState::Lost;
+            current.revoked = 100;
         }
         for ((name, kind), want) in facts.iter().zip(wants) {
             let got = summarise(&current, &decide(&current, &fact(kind.clone())));
@@ -222,7 +230,7 @@ fn no_fact_ever_moves_a_paid_order_backwards() {
     for status in [Paid, PartiallyRefunded, Refunded, Disputed, DisputeLost] {
         for kind in [
             FactKind::Processing,
-            FactKind::Failed,
+            FactKind::Failed { error: None },
             FactKind::Canceled,
             succeeded(),
             opened(),
@@ -350,6 +358,7 @@ fn refunds_revoke_from_the_cumulative_total_never_twice() {
                 revoked += c.revoke.map_or(0, |r| r.delta);
                 o.status = c.to;
                 o.amount_refunded = c.amount_refunded;
+                o.revoked = c.revoked;
             }
             Decision::Noop => assert_eq!(want_status, None, "total {total}"),
             Decision::Mismatch(why) => panic!("{why}"),
@@ -428,6 +437,8 @@ fn step(o: &mut OrderState, kind: FactKind) -> i64 {
             o.amount_refunded = c.amount_refunded;
             o.dispute = c.dispute;
             o.refunds_as_of = c.refunds_as_of;
+            o.paid |= c.marks_paid;
+            o.revoked = c.revoked;
             c.grant.unwrap_or(0) + c.revoke.map_or(0, |r| r.delta)
         }
         Decision::Noop => 0,
@@ -605,7 +616,7 @@ fn every_arrival_order_of_the_facts_ends_in_the_same_state() {
             vec![
                 FactKind::Processing,
                 succeeded(),
-                FactKind::Failed,
+                FactKind::Failed { error: None },
                 opened(),
             ],
             Disputed,
@@ -621,4 +632,76 @@ fn every_arrival_order_of_the_facts_ends_in_the_same_state() {
             );
         }
     }
+}
+
+#[test]
+fn mismatches_say_what_was_expected_and_what_arrived() {
+    let short = FactKind::Succeeded {
+        amount_received: 499,
+        currency: "usd".into(),
+    };
+    let Decision::Mismatch(why) = decide(&order(Pending), &fact(short)) else {
+        panic!()
+    };
+    assert_eq!(why, "amount received: expected 500 usd, received 499 usd");
+    let Decision::Mismatch(why) = decide(&order(Paid), &fact(refunded(900))) else {
+        panic!()
+    };
+    assert!(
+        why.contains("expected a charge of 500 usd") && why.contains("900 refunded"),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_decline_is_kept_as_the_failure_reason() {
+    let failed = FactKind::Failed {
+        error: Some("card_declined (insufficient_funds): Your card has insufficient funds.".into()),
+    };
+    let Decision::Apply(c) = decide(&order(Pending), &fact(failed)) else {
+        panic!()
+    };
+    assert_eq!(c.to, Failed);
+    assert!(
+        c.reason
+            .unwrap()
+            .starts_with("card_declined (insufficient_funds)")
+    );
+}
+
+#[test]
+fn review_holds_the_credits_still_until_an_operator_decides() {
+    // A paid order sent to review by a contradicting refund: later facts are remembered,
+    // no credit moves, and the operator's grant settles it from the facts.
+    let mut o = order(Paid);
+    o.status = NeedsReview;
+    assert_eq!(step(&mut o, refunded(250)), 0);
+    assert_eq!((o.status, o.amount_refunded), (NeedsReview, 250));
+    assert_eq!(
+        step(&mut o, FactKind::OperatorGrant),
+        -50,
+        "no second grant; the refund now counts"
+    );
+    assert_eq!(o.status, PartiallyRefunded);
+
+    // Never paid: the grant pays it once; a second grant is nothing.
+    let mut o = order(NeedsReview);
+    assert_eq!(step(&mut o, FactKind::OperatorGrant), 100);
+    assert_eq!(o.status, Paid);
+    assert_eq!(step(&mut o, FactKind::OperatorGrant), 0);
+    assert_eq!(step(&mut o, succeeded()), 0);
+}
+
+#[test]
+fn an_operator_refund_closes_a_review_as_refunded_taking_back_what_was_granted() {
+    let mut unpaid = order(NeedsReview);
+    assert_eq!(step(&mut unpaid, FactKind::OperatorRefunded), 0);
+    assert_eq!((unpaid.status, unpaid.amount_refunded), (Refunded, 500));
+    // Later refund events change nothing: nothing was granted.
+    assert_eq!(step(&mut unpaid, refunded(500)), 0);
+
+    let mut paid = order(Paid);
+    paid.status = NeedsReview;
+    assert_eq!(step(&mut paid, FactKind::OperatorRefunded), -100);
+    assert_eq!(paid.status, Refunded);
 }
