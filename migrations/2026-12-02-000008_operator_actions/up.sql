@@ -33,3 +33,14 @@ CREATE INDEX operator_actions_order_idx ON operator_actions (order_id, id);
 -- Deliveries of an event id already stored: counted on its row, so an order's page can
 -- show the duplicates Stripe's retries and the sandbox's chaos sent, and absorbed.
 ALTER TABLE webhook_events ADD COLUMN duplicates integer NOT NULL DEFAULT 0;
+
+-- The sandbox refunds too (operator actions): its charge's refund total, and each
+-- refund under the idempotency key it was asked with, as Stripe keeps them.
+ALTER TABLE sandbox_payment_intents ADD COLUMN amount_refunded bigint NOT NULL DEFAULT 0;
+CREATE TABLE sandbox_refunds (
+    id text PRIMARY KEY,                                 -- re_sandbox_…
+    idempotency_key text NOT NULL CONSTRAINT sandbox_refunds_idempotency_key_key UNIQUE,
+    payment_intent_id text NOT NULL REFERENCES sandbox_payment_intents (id),
+    amount bigint NOT NULL CHECK (amount > 0),
+    created_at timestamptz NOT NULL DEFAULT now()
+);

@@ -3,6 +3,7 @@
 //! feature modules (`orders`, `webhook`, `idempotency`…) own transaction boundaries.
 
 pub mod accounts;
+pub mod actions;
 pub mod cached;
 pub mod catchup;
 pub mod charges;

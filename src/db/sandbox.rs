@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::db::schema::{sandbox_deliveries, sandbox_payment_intents};
+use crate::db::schema::{sandbox_deliveries, sandbox_payment_intents, sandbox_refunds};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = sandbox_payment_intents, check_for_backend(diesel::pg::Pg))]
@@ -18,6 +18,7 @@ pub struct Intent {
     pub metadata: serde_json::Value,
     pub last_payment_error: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub amount_refunded: i64,
 }
 
 #[derive(Debug, Insertable)]
@@ -191,4 +192,63 @@ pub async fn list_events(
     .load(conn)
     .await?;
     Ok(rows.into_iter().map(|r| r.payload).collect())
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = sandbox_refunds, check_for_backend(diesel::pg::Pg))]
+pub struct Refund {
+    pub id: String,
+    pub payment_intent_id: String,
+    pub amount: i64,
+}
+
+/// The refund made under `key`, if any (a retried request gets the same refund).
+pub async fn find_refund(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<Option<Refund>> {
+    sandbox_refunds::table
+        .filter(sandbox_refunds::idempotency_key.eq(key))
+        .select(Refund::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Records a refund of `amount` on a succeeded intent, if that much is left to refund;
+/// `None` otherwise. Call inside a transaction (with the event it enqueues).
+pub async fn refund(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+    pi: &str,
+    amount: i64,
+    key: &str,
+) -> QueryResult<Option<Intent>> {
+    let intent = diesel::update(
+        sandbox_payment_intents::table
+            .filter(sandbox_payment_intents::id.eq(pi))
+            .filter(sandbox_payment_intents::status.eq("succeeded"))
+            .filter(
+                (sandbox_payment_intents::amount_refunded + amount)
+                    .le(sandbox_payment_intents::amount),
+            ),
+    )
+    .set((
+        sandbox_payment_intents::amount_refunded
+            .eq(sandbox_payment_intents::amount_refunded + amount),
+        sandbox_payment_intents::updated_at.eq(diesel::dsl::now),
+    ))
+    .returning(Intent::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?;
+    if intent.is_some() {
+        diesel::insert_into(sandbox_refunds::table)
+            .values((
+                sandbox_refunds::id.eq(id),
+                sandbox_refunds::idempotency_key.eq(key),
+                sandbox_refunds::payment_intent_id.eq(pi),
+                sandbox_refunds::amount.eq(amount),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    Ok(intent)
 }

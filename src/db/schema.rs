@@ -165,6 +165,17 @@ diesel::table! {
         last_payment_error -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        amount_refunded -> Int8,
+    }
+}
+
+diesel::table! {
+    sandbox_refunds (id) {
+        id -> Text,
+        idempotency_key -> Text,
+        payment_intent_id -> Text,
+        amount -> Int8,
+        created_at -> Timestamptz,
     }
 }
 
@@ -189,6 +200,7 @@ diesel::joinable!(order_charges -> orders (order_id));
 diesel::joinable!(order_transitions -> orders (order_id));
 diesel::joinable!(orders -> accounts (account_id));
 diesel::joinable!(orders -> packs (pack_id));
+diesel::joinable!(sandbox_refunds -> sandbox_payment_intents (payment_intent_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
@@ -204,5 +216,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     reconcile_runs,
     sandbox_deliveries,
     sandbox_payment_intents,
+    sandbox_refunds,
     webhook_events,
 );

@@ -28,6 +28,62 @@ pub struct CreateIntent<'a> {
     pub idempotency_key: &'a str,
 }
 
+/// A refund of part or all of an order's payment, asked for by an operator.
+#[derive(Debug, Clone)]
+pub struct CreateRefund<'a> {
+    pub order_id: uuid::Uuid,
+    pub payment_intent_id: &'a str,
+    pub amount: i64,
+    /// The operator action's own key: a retried action makes no second refund.
+    pub idempotency_key: &'a str,
+}
+
+/// What the provider answered for a refund.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundSnapshot {
+    pub id: String,
+    pub amount: i64,
+    /// `pending`, `succeeded`, `failed`, `canceled`, `requires_action`.
+    pub status: String,
+    pub charge_id: Option<String>,
+}
+
+impl RefundSnapshot {
+    pub fn from_json(v: &Value) -> Result<Self, String> {
+        let obj = v.as_object().ok_or("refund is not an object")?;
+        if let Some(kind) = obj.get("object") {
+            if kind.as_str() != Some("refund") {
+                return Err(format!("object is {kind}, expected refund"));
+            }
+        }
+        let id = obj
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| is_valid_id("re_", s) || is_valid_id("pyr_", s))
+            .ok_or("missing or invalid id")?;
+        let charge_id = match obj.get("charge") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Object(o)) => o.get("id").and_then(Value::as_str).map(str::to_owned),
+            Some(_) => return Err("charge is neither an id nor an object".into()),
+        }
+        .filter(|c| is_valid_id("ch_", c) || is_valid_id("py_", c));
+        Ok(RefundSnapshot {
+            id: id.to_owned(),
+            amount: obj
+                .get("amount")
+                .and_then(Value::as_i64)
+                .ok_or("missing or invalid amount")?,
+            status: obj
+                .get("status")
+                .and_then(Value::as_str)
+                .ok_or("missing or invalid status")?
+                .to_owned(),
+            charge_id,
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     #[error("provider unavailable after {attempts} attempt(s): {detail}")]
@@ -73,6 +129,37 @@ impl Provider {
             Provider::Sandbox(p) => p.retrieve_charge(id).await,
         };
         count("retrieve_charge", &result);
+        result
+    }
+
+    pub async fn create_refund(
+        &self,
+        req: &CreateRefund<'_>,
+    ) -> Result<RefundSnapshot, ProviderError> {
+        let result = match self {
+            Provider::Stripe(p) => p.create_refund(req).await,
+            Provider::Sandbox(p) => p.create_refund(req).await,
+        };
+        count("create_refund", &result);
+        result
+    }
+
+    /// Cancels an intent that can still be canceled; `idempotency_key` is the action's.
+    pub async fn cancel_intent(
+        &self,
+        id: &str,
+        idempotency_key: &str,
+    ) -> Result<IntentSnapshot, ProviderError> {
+        if !is_valid_intent_id(id) {
+            return Err(ProviderError::InvalidResponse(format!(
+                "not a PaymentIntent id: {id:?}"
+            )));
+        }
+        let result = match self {
+            Provider::Stripe(p) => p.cancel_intent(id, idempotency_key).await,
+            Provider::Sandbox(p) => p.cancel_intent(id).await,
+        };
+        count("cancel", &result);
         result
     }
 
@@ -284,6 +371,8 @@ pub struct IntentSnapshot {
     pub has_payment_error: bool,
     /// `last_payment_error` in words, when there is one.
     pub payment_error: Option<String>,
+    /// The charge of a succeeded intent.
+    pub latest_charge: Option<String>,
 }
 
 impl IntentSnapshot {
@@ -331,6 +420,12 @@ impl IntentSnapshot {
             metadata_order_id,
             has_payment_error: obj.get("last_payment_error").is_some_and(|e| !e.is_null()),
             payment_error: obj.get("last_payment_error").and_then(payment_error_words),
+            latest_charge: match obj.get("latest_charge") {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Object(o)) => o.get("id").and_then(Value::as_str).map(str::to_owned),
+                _ => None,
+            }
+            .filter(|c| is_valid_id("ch_", c) || is_valid_id("py_", c)),
         })
     }
 
@@ -399,6 +494,7 @@ mod tests {
             metadata_order_id: None,
             has_payment_error: err,
             payment_error: None,
+            latest_charge: None,
         };
         assert!(matches!(
             snap("succeeded", false).fact().unwrap().kind,

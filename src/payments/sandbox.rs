@@ -5,7 +5,12 @@
 use rand::Rng;
 use serde_json::json;
 
-use super::{ChargeSnapshot, CreateIntent, EventPage, EventQuery, IntentSnapshot, ProviderError};
+use diesel_async::AsyncConnection;
+
+use super::{
+    ChargeSnapshot, CreateIntent, CreateRefund, EventPage, EventQuery, IntentSnapshot,
+    ProviderError, RefundSnapshot,
+};
 use crate::db::{self, Db};
 
 pub struct SandboxProvider {
@@ -71,24 +76,96 @@ impl SandboxProvider {
         if intent.status != "succeeded" {
             return Err(ProviderError::NotFound);
         }
+        let mut conn = self.pool.get().await.map_err(database)?;
+        let refunded = db::sandbox::find(&mut conn, &pi)
+            .await
+            .map_err(database)?
+            .map_or(0, |i| i.amount_refunded);
         Ok(ChargeSnapshot {
             id: id.to_owned(),
             payment_intent_id: Some(intent.id),
             metadata_order_id: intent.metadata_order_id,
             amount: intent.amount,
-            amount_refunded: 0,
+            amount_refunded: refunded,
             currency: intent.currency,
         })
     }
 
+    /// Refunds part of a succeeded intent's charge and enqueues the `charge.refunded`
+    /// Stripe would send; the same key gives the same refund back.
+    pub async fn create_refund(
+        &self,
+        req: &CreateRefund<'_>,
+    ) -> Result<RefundSnapshot, ProviderError> {
+        let charge_id = charge_of_intent(req.payment_intent_id);
+        let mut conn = self.pool.get().await.map_err(database)?;
+        let key = req.idempotency_key.to_owned();
+        let pi = req.payment_intent_id.to_owned();
+        let amount = req.amount;
+        let id = format!("re_sandbox_{}", random_hex(12));
+        let made = conn
+            .transaction::<_, diesel::result::Error, _>(async |c| {
+                if let Some(done) = db::sandbox::find_refund(c, &key).await? {
+                    return Ok(Some((done.id, done.amount)));
+                }
+                let Some(intent) = db::sandbox::refund(c, &id, &pi, amount, &key).await? else {
+                    return Ok(None);
+                };
+                let event = crate::sandbox::envelope(
+                    "charge.refunded",
+                    crate::sandbox::charge_json(&intent),
+                    chrono::Utc::now(),
+                );
+                crate::sandbox::enqueue(c, &event, chrono::Utc::now()).await?;
+                Ok(Some((id.clone(), amount)))
+            })
+            .await
+            .map_err(database)?;
+        match made {
+            Some((id, amount)) => Ok(RefundSnapshot {
+                id,
+                amount,
+                status: "succeeded".into(),
+                charge_id,
+            }),
+            None => Err(ProviderError::Rejected {
+                status: 400,
+                message: "the sandbox charge is not paid or has less than that left to refund"
+                    .into(),
+            }),
+        }
+    }
+
+    /// Cancels an intent not yet paid and enqueues `payment_intent.canceled`.
+    pub async fn cancel_intent(&self, id: &str) -> Result<IntentSnapshot, ProviderError> {
+        let mut conn = self.pool.get().await.map_err(database)?;
+        let pi = id.to_owned();
+        let canceled = conn
+            .transaction::<_, diesel::result::Error, _>(async |c| {
+                let from = ["requires_payment_method", "requires_action", "processing"];
+                let Some(intent) = db::sandbox::transition(c, &pi, &from, "canceled", None).await?
+                else {
+                    return Ok(None);
+                };
+                let event =
+                    crate::sandbox::event("payment_intent.canceled", &intent, chrono::Utc::now());
+                crate::sandbox::enqueue(c, &event, chrono::Utc::now()).await?;
+                Ok(Some(intent))
+            })
+            .await
+            .map_err(database)?;
+        match canceled {
+            Some(intent) => Ok(snapshot(&intent)),
+            None => Err(ProviderError::Rejected {
+                status: 400,
+                message: "the sandbox PaymentIntent cannot be canceled in its status".into(),
+            }),
+        }
+    }
+
     /// The events the sandbox generated, delivered or not, as Stripe lists its own.
     pub async fn list_events(&self, query: &EventQuery) -> Result<EventPage, ProviderError> {
-        let database = |e: diesel::result::Error| ProviderError::Database(e.to_string());
-        let mut conn = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| ProviderError::Database(e.to_string()))?;
+        let mut conn = self.pool.get().await.map_err(database)?;
         let limit = i64::from(query.limit.clamp(1, 100));
         let mut payloads = db::sandbox::list_events(
             &mut conn,
@@ -108,6 +185,10 @@ impl SandboxProvider {
             .map_err(|e| ProviderError::InvalidResponse(e.to_string()))?;
         Ok(EventPage { data, has_more })
     }
+}
+
+fn database(e: impl std::fmt::Display) -> ProviderError {
+    ProviderError::Database(e.to_string())
 }
 
 pub fn charge_of_intent(pi: &str) -> Option<String> {
@@ -139,6 +220,9 @@ pub fn snapshot(intent: &db::sandbox::Intent) -> IntentSnapshot {
             .and_then(|v| v.as_str())
             .map(str::to_owned),
         has_payment_error: intent.last_payment_error.is_some(),
+        latest_charge: (intent.status == "succeeded")
+            .then(|| charge_of_intent(&intent.id))
+            .flatten(),
         payment_error: intent
             .last_payment_error
             .as_ref()

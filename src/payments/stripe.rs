@@ -11,7 +11,10 @@ use stripe::{Client, ClientBuilder, IdempotencyKey, RequestStrategy, StripeError
 use stripe_client_core::{RequestBuilder, StripeMethod};
 
 use super::retry::RetryPolicy;
-use super::{ChargeSnapshot, CreateIntent, EventPage, EventQuery, IntentSnapshot, ProviderError};
+use super::{
+    ChargeSnapshot, CreateIntent, CreateRefund, EventPage, EventQuery, IntentSnapshot,
+    ProviderError, RefundSnapshot,
+};
 use crate::config::StripeConfig;
 
 /// Per attempt; the client's own default is to wait forever.
@@ -34,6 +37,13 @@ struct CreateForm<'a> {
 #[derive(Serialize)]
 struct Metadata {
     order_id: String,
+}
+
+#[derive(Serialize)]
+struct RefundForm<'a> {
+    payment_intent: &'a str,
+    amount: i64,
+    metadata: Metadata,
 }
 
 #[derive(Serialize)]
@@ -89,6 +99,45 @@ impl StripeProvider {
             .send(
                 || RequestBuilder::new(StripeMethod::Get, path.clone()),
                 None,
+            )
+            .await?;
+        IntentSnapshot::from_json(&json).map_err(ProviderError::InvalidResponse)
+    }
+
+    pub async fn create_refund(
+        &self,
+        req: &CreateRefund<'_>,
+    ) -> Result<RefundSnapshot, ProviderError> {
+        let form = RefundForm {
+            payment_intent: req.payment_intent_id,
+            amount: req.amount,
+            metadata: Metadata {
+                order_id: req.order_id.to_string(),
+            },
+        };
+        let key = IdempotencyKey::new(req.idempotency_key)
+            .map_err(|e| ProviderError::InvalidResponse(format!("idempotency key: {e}")))?;
+        let json = self
+            .send(
+                || RequestBuilder::new(StripeMethod::Post, "/refunds").form(&form),
+                Some(key),
+            )
+            .await?;
+        RefundSnapshot::from_json(&json).map_err(ProviderError::InvalidResponse)
+    }
+
+    pub async fn cancel_intent(
+        &self,
+        id: &str,
+        idempotency_key: &str,
+    ) -> Result<IntentSnapshot, ProviderError> {
+        let path = format!("/payment_intents/{id}/cancel");
+        let key = IdempotencyKey::new(idempotency_key)
+            .map_err(|e| ProviderError::InvalidResponse(format!("idempotency key: {e}")))?;
+        let json = self
+            .send(
+                || RequestBuilder::new(StripeMethod::Post, path.clone()),
+                Some(key),
             )
             .await?;
         IntentSnapshot::from_json(&json).map_err(ProviderError::InvalidResponse)

@@ -176,7 +176,7 @@ pub async fn act(
     Ok(Acted { return_url })
 }
 
-async fn enqueue(
+pub async fn enqueue(
     conn: &mut diesel_async::AsyncPgConnection,
     event: &Value,
     at: DateTime<Utc>,
@@ -187,6 +187,11 @@ async fn enqueue(
 
 /// A Stripe-shaped event envelope around the intent as Stripe would send it.
 pub fn event(event_type: &str, intent: &Intent, created: DateTime<Utc>) -> Value {
+    envelope(event_type, intent_json(intent), created)
+}
+
+/// The event envelope around any object.
+pub fn envelope(event_type: &str, object: Value, created: DateTime<Utc>) -> Value {
     json!({
         "id": format!("evt_sandbox_{}", random_hex(12)),
         "object": "event",
@@ -196,7 +201,27 @@ pub fn event(event_type: &str, intent: &Intent, created: DateTime<Utc>) -> Value
         "pending_webhooks": 1,
         "request": { "id": null, "idempotency_key": null },
         "type": event_type,
-        "data": { "object": intent_json(intent) },
+        "data": { "object": object },
+    })
+}
+
+/// A succeeded intent's one charge, as Stripe would show it (`pi_sandbox_x` → `ch_sandbox_x`).
+pub fn charge_json(intent: &Intent) -> Value {
+    json!({
+        "id": crate::payments::sandbox::charge_of_intent(&intent.id),
+        "object": "charge",
+        "amount": intent.amount,
+        "amount_captured": intent.amount,
+        "amount_refunded": intent.amount_refunded,
+        "captured": true,
+        "created": intent.created_at.timestamp(),
+        "currency": intent.currency,
+        "livemode": false,
+        "metadata": intent.metadata,
+        "paid": true,
+        "payment_intent": intent.id,
+        "refunded": intent.amount_refunded >= intent.amount,
+        "status": "succeeded",
     })
 }
 

@@ -128,17 +128,49 @@ struct OrderDetail {
     order_net: i64,
     balance: i64,
     timeline: Vec<TimelineRow>,
+    reason: Option<String>,
+    actions: Vec<ActionRow>,
+    /// The action just performed (after the redirect), shown first.
+    just_done: Option<ActionRow>,
+    can_refund: bool,
+    refund_left: String,
+    refund_left_minor: i64,
+    can_resolve: bool,
+    can_sync: bool,
+    can_cancel: bool,
+    csrf_token: String,
+    /// One-time key for each form: a double submit acts once.
+    action_key: String,
+}
+
+pub struct ActionRow {
+    pub id: i64,
+    pub at: String,
+    pub action: String,
+    pub note: String,
+    pub state: String,
+    pub result: String,
+}
+
+#[derive(serde::Deserialize)]
+pub struct OrderQuery {
+    action: Option<i64>,
 }
 
 pub async fn get_order(
     _: AdminUser,
     state: web::Data<AppState>,
     path: web::Path<String>,
+    query: web::Query<OrderQuery>,
 ) -> HttpResponse {
-    html::respond(order_detail(&state, &path).await)
+    html::respond(order_detail(&state, &path, query.action).await)
 }
 
-async fn order_detail(state: &AppState, id: &str) -> Result<HttpResponse, AppError> {
+async fn order_detail(
+    state: &AppState,
+    id: &str,
+    just_done: Option<i64>,
+) -> Result<HttpResponse, AppError> {
     let id = Uuid::parse_str(id).map_err(|_| AppError::NotFound("order"))?;
     let mut conn = state.db.get().await?;
     let order = db::orders::find(&conn, id)
@@ -150,7 +182,25 @@ async fn order_detail(state: &AppState, id: &str) -> Result<HttpResponse, AppErr
     let ledger = db::ledger::for_order(&mut conn, id).await?;
     let balance = db::ledger::balance(&mut conn, order.account_id).await?;
     let charges = db::charges::for_order(&mut conn, id).await?;
+    let actions = db::actions::for_order(&mut conn, id).await?;
     drop(conn);
+    let actions: Vec<ActionRow> = actions
+        .into_iter()
+        .rev()
+        .map(|a| ActionRow {
+            id: a.id,
+            at: html::timestamp(a.created_at),
+            action: a.action,
+            note: a.note,
+            state: a.state,
+            result: a.result.unwrap_or_else(|| "still running".into()),
+        })
+        .collect();
+    let (just_done, actions): (Vec<ActionRow>, Vec<ActionRow>) =
+        actions.into_iter().partition(|a| Some(a.id) == just_done);
+    use OrderStatus as S;
+    let left = order.amount - order.amount_refunded;
+    let has_pi = order.payment_intent_id.is_some();
     let page = OrderDetail {
         id,
         email,
@@ -167,6 +217,19 @@ async fn order_detail(state: &AppState, id: &str) -> Result<HttpResponse, AppErr
         order_net: ledger.iter().map(|e| e.delta).sum(),
         balance,
         timeline: timeline(&transitions, &events, &ledger),
+        reason: order.reason.clone(),
+        actions,
+        just_done: just_done.into_iter().next(),
+        can_refund: has_pi
+            && left > 0
+            && matches!(order.status, S::Paid | S::PartiallyRefunded | S::Disputed),
+        refund_left: html::money(left, &order.currency),
+        refund_left_minor: left,
+        can_resolve: order.status == S::NeedsReview,
+        can_sync: has_pi,
+        can_cancel: order.status.is_unsettled(),
+        csrf_token: csrf::issue(&state.csrf_key, Utc::now().timestamp()),
+        action_key: crate::startup::random_token(32),
     };
     html::render(StatusCode::OK, &page)
 }

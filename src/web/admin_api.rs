@@ -25,6 +25,7 @@ pub async fn get_order(
     let transitions = db::orders::transitions(&mut conn, id).await?;
     let events = db::events::for_order(&mut conn, id).await?;
     let ledger = db::ledger::for_order(&mut conn, id).await?;
+    let actions = db::actions::for_order(&mut conn, id).await?;
     Ok(HttpResponse::Ok().json(json!({
         "id": order.id,
         "status": order.status.as_str(),
@@ -36,6 +37,8 @@ pub async fn get_order(
         "payment_intent_id": order.payment_intent_id,
         "amount_refunded": order.amount_refunded,
         "dispute": order.dispute.as_str(),
+        "reason": order.reason,
+        "actions": actions,
         "created_at": order.created_at,
         "paid_at": order.paid_at,
         "transitions": transitions,

@@ -109,10 +109,14 @@ pub fn timeline(
 ) -> Vec<TimelineRow> {
     let mut rows: Vec<(DateTime<Utc>, u8, TimelineRow)> = Vec::new();
     for t in transitions {
-        let what = match &t.from_status {
+        let mut what = match &t.from_status {
             Some(from) => format!("{from} → {}", t.to_status),
             None => format!("created as {}", t.to_status),
         };
+        if let Some(detail) = &t.detail {
+            what.push_str(": ");
+            what.push_str(detail);
+        }
         rows.push((
             t.at,
             1,

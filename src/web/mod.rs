@@ -1,6 +1,7 @@
 //! The one route table. Handlers extract, call one function, and map the result.
 
 pub mod admin;
+pub mod admin_actions;
 pub mod admin_api;
 pub mod admin_events;
 pub mod admin_views;
@@ -53,6 +54,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::scope("/admin/api")
             .service(resource("/orders/{id}").route(web::get().to(admin_api::get_order)))
+            .service(
+                resource("/orders/{id}/{action}")
+                    .route(web::post().to(admin_actions::post_action_json)),
+            )
             .service(resource("/accounts/{email}").route(web::get().to(admin_api::get_account)))
             .service(resource("/events").route(web::get().to(admin_api::get_events))),
     )
@@ -68,6 +73,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/admin").route(web::get().to(admin::get_dashboard)))
     .service(resource("/admin/orders/{id}").route(web::get().to(admin::get_order)))
+    .service(
+        resource("/admin/orders/{id}/{action}")
+            .route(web::post().to(admin_actions::post_action_form)),
+    )
     .service(resource("/admin/events").route(web::get().to(admin_events::get_events)))
     .service(resource("/admin/reconcile").route(web::post().to(admin::post_reconcile)))
     .default_service(web::to(not_found));
@@ -92,6 +101,40 @@ async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
         code: "method_not_allowed",
         message: format!("{} is not allowed on {}", req.method(), req.path()),
     })
+}
+
+/// A JSON object body, from a request that says it is JSON: `application/json`, with
+/// parameters allowed (415 `unsupported_media_type` otherwise, before anything else:
+/// a cross-site page can send text/plain or a form without asking, never JSON).
+pub fn json_body(
+    req: &HttpRequest,
+    body: Result<web::Bytes, actix_web::Error>,
+) -> Result<serde_json::Map<String, serde_json::Value>, AppError> {
+    let is_json = req
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(AppError::Client {
+            status: actix_web::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_media_type",
+            message: "the body must be application/json".into(),
+        });
+    }
+    let body = body.map_err(payload_error)?;
+    match serde_json::from_slice(&body) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(AppError::bad_request(
+            "malformed_json",
+            "the body must be a JSON object",
+        )),
+        Err(e) => Err(AppError::bad_request(
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )),
+    }
 }
 
 /// Maps a body-extractor failure (oversize, broken stream) to our error shape.

@@ -21,6 +21,8 @@ pub struct Intents {
     pub charges: HashMap<String, Value>,
     /// Every event Stripe "made", oldest first.
     pub events: Vec<Value>,
+    /// Refunds by the Idempotency-Key they were made with.
+    pub refunds: HashMap<String, Value>,
 }
 
 pub struct StripeDouble {
@@ -96,6 +98,99 @@ impl Respond for ChargeResponder {
             Some(c) => ResponseTemplate::new(200).set_body_json(c.clone()),
             None => ResponseTemplate::new(404).set_body_json(
                 json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such charge"}}),
+            ),
+        }
+    }
+}
+
+struct RefundResponder {
+    intents: Arc<Mutex<Intents>>,
+}
+
+fn invalid_request(message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(400)
+        .set_body_json(json!({"error": {"type": "invalid_request_error", "message": message}}))
+}
+
+impl Respond for RefundResponder {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let form: HashMap<String, String> = url::form_urlencoded::parse(&req.body)
+            .into_owned()
+            .collect();
+        let key = req
+            .headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let mut guard = self.intents.lock().unwrap();
+        let intents = &mut *guard;
+        if let Some(done) = intents.refunds.get(&key) {
+            return ResponseTemplate::new(200).set_body_json(done.clone());
+        }
+        let pi = form.get("payment_intent").cloned().unwrap_or_default();
+        let Some(charge_id) = intents
+            .objects
+            .get(&pi)
+            .and_then(|o| o["latest_charge"].as_str())
+            .map(str::to_owned)
+        else {
+            return invalid_request("This PaymentIntent has no successful charge to refund.");
+        };
+        let charge = intents.charges.get_mut(&charge_id).unwrap();
+        let left = charge["amount"].as_i64().unwrap() - charge["amount_refunded"].as_i64().unwrap();
+        let amount: i64 = form
+            .get("amount")
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(left);
+        if amount < 1 || amount > left {
+            return invalid_request(
+                "Refund amount is greater than the charge's unrefunded amount.",
+            );
+        }
+        let refunded = charge["amount_refunded"].as_i64().unwrap() + amount;
+        charge["amount_refunded"] = json!(refunded);
+        charge["refunded"] = json!(refunded == charge["amount"].as_i64().unwrap());
+        let refund = json!({
+            "id": format!("re_double_{}", uuid::Uuid::new_v4().simple()), "object": "refund",
+            "amount": amount, "charge": charge_id, "currency": charge["currency"],
+            "payment_intent": pi, "status": "succeeded",
+            "metadata": {"order_id": form.get("metadata[order_id]").cloned().unwrap_or_default()},
+            "created": 1_700_000_000,
+        });
+        if !key.is_empty() {
+            intents.refunds.insert(key, refund.clone());
+        }
+        ResponseTemplate::new(200).set_body_json(refund)
+    }
+}
+
+struct CancelResponder {
+    intents: Arc<Mutex<Intents>>,
+}
+
+impl Respond for CancelResponder {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let id = req
+            .url
+            .path()
+            .split('/')
+            .nth(3)
+            .unwrap_or_default()
+            .to_owned();
+        let mut intents = self.intents.lock().unwrap();
+        let Some(o) = intents.objects.get_mut(&id) else {
+            return ResponseTemplate::new(404).set_body_json(
+                json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such payment_intent"}}),
+            );
+        };
+        match o["status"].as_str() {
+            Some("requires_payment_method" | "requires_action" | "processing" | "canceled") => {
+                o["status"] = json!("canceled");
+                ResponseTemplate::new(200).set_body_json(o.clone())
+            }
+            _ => invalid_request(
+                "You cannot cancel this PaymentIntent because it has a status of succeeded.",
             ),
         }
     }
@@ -182,6 +277,20 @@ impl StripeDouble {
         Mock::given(method("GET"))
             .and(path_regex(r"^/v1/charges/[A-Za-z0-9_]+$"))
             .respond_with(ChargeResponder {
+                intents: intents.clone(),
+            })
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v1/refunds"))
+            .respond_with(RefundResponder {
+                intents: intents.clone(),
+            })
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path_regex(r"^/v1/payment_intents/[A-Za-z0-9_]+/cancel$"))
+            .respond_with(CancelResponder {
                 intents: intents.clone(),
             })
             .mount(&server)
