@@ -9,6 +9,8 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::domain::rate::Rate;
+
 pub const DEFAULT_DATA_DIR: &str = "./.data";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_WEBHOOK_TOLERANCE_SECS: u64 = 300;
@@ -16,6 +18,7 @@ pub const DEFAULT_POOL_SIZE: usize = 10;
 pub const DEFAULT_RECONCILE_INTERVAL_SECS: u64 = 300;
 pub const DEFAULT_RECONCILE_AFTER_SECS: u64 = 600;
 pub const DEFAULT_IDEMPOTENCY_TTL_SECS: u64 = 86_400;
+pub const DEFAULT_ADMIN_FAILURES: &str = "10/min";
 
 #[derive(Debug, thiserror::Error)]
 #[error("{variable}: {message}")]
@@ -71,6 +74,9 @@ pub struct Config {
     pub idempotency_ttl: Duration,
     pub log_filter: String,
     pub log_json: bool,
+    /// Failed operator logins per client address before even the right password is
+    /// refused until the window passes (SPEC §2 RATE_LIMIT_ADMIN_FAILURES).
+    pub admin_failures: Rate,
 }
 
 impl Config {
@@ -139,6 +145,16 @@ impl Config {
                 })?,
         };
 
+        let rate = |name: &'static str, default: &str| -> Result<Rate, ConfigError> {
+            var(name)
+                .unwrap_or_else(|| default.to_owned())
+                .parse::<Rate>()
+                .map_err(|message| ConfigError {
+                    variable: name,
+                    message,
+                })
+        };
+
         Ok(Config {
             database_url: var("DATABASE_URL").map(SecretString::from),
             data_dir: PathBuf::from(
@@ -156,6 +172,7 @@ impl Config {
             idempotency_ttl: secs("IDEMPOTENCY_TTL_SECS", DEFAULT_IDEMPOTENCY_TTL_SECS)?,
             log_filter: var("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
             log_json: var("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
+            admin_failures: rate("RATE_LIMIT_ADMIN_FAILURES", DEFAULT_ADMIN_FAILURES)?,
         })
     }
 

@@ -32,6 +32,13 @@ pub enum AppError {
     ProviderRefused(#[source] anyhow::Error),
     #[error("the database is unavailable; retry later")]
     DbUnavailable(#[source] anyhow::Error),
+    /// Over a rate limit (SPEC §2): 429 with Retry-After, nothing done.
+    #[error("{message}")]
+    RateLimited {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -71,6 +78,7 @@ impl AppError {
             AppError::Provider(_) => "provider_unavailable",
             AppError::ProviderRefused(_) => "provider_refused",
             AppError::DbUnavailable(_) => "database_unavailable",
+            AppError::RateLimited { code, .. } => code,
             AppError::Internal(_) => "internal_error",
         }
     }
@@ -94,6 +102,7 @@ impl ResponseError for AppError {
             AppError::KeyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Provider(_) | AppError::ProviderRefused(_) => StatusCode::BAD_GATEWAY,
             AppError::DbUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -113,6 +122,11 @@ impl ResponseError for AppError {
             }
             AppError::DbUnavailable(_) | AppError::KeyInUse => {
                 res.insert_header((header::RETRY_AFTER, "1"));
+            }
+            AppError::RateLimited {
+                retry_after_secs, ..
+            } => {
+                res.insert_header((header::RETRY_AFTER, retry_after_secs.max(&1).to_string()));
             }
             _ => {}
         }

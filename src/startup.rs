@@ -86,6 +86,7 @@ pub async fn build_state(
         )?)),
         None => Provider::Sandbox(SandboxProvider::new(pool.clone())),
     };
+    let config_admin_failures = config.admin_failures;
     let admin_password = config
         .admin_password
         .clone()
@@ -107,6 +108,9 @@ pub async fn build_state(
         http,
         sandbox_wakeup: Default::default(),
         drain: Default::default(),
+        admin_failures: std::sync::Mutex::new(crate::domain::rate::SlidingWindow::new(
+            config_admin_failures,
+        )),
     })
 }
 

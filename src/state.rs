@@ -28,4 +28,6 @@ pub struct AppState {
     pub sandbox_wakeup: tokio::sync::Notify,
     /// Requests in flight, and whether a graceful stop has begun.
     pub drain: crate::web::drain::Drain,
+    /// Failed operator logins per client address, this instance's (in memory).
+    pub admin_failures: std::sync::Mutex<crate::domain::rate::SlidingWindow<std::net::IpAddr>>,
 }

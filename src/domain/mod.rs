@@ -2,6 +2,7 @@
 
 pub mod email;
 pub mod order;
+pub mod rate;
 
 /// A closed set of values stored as text: one enum, one spelling per value, and a parse
 /// that refuses anything else (an unknown value read from the database is an error,

@@ -21,15 +21,51 @@ impl FromRequest for AdminUser {
     }
 }
 
+/// A client address that failed to log in too often is refused even with the right
+/// password until its window passes: guessing costs the guesser, not the operator.
+/// Only presented credentials count as failures (a browser's first, bare request is
+/// merely asked for them).
 fn check(req: &HttpRequest) -> Result<AdminUser, AppError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or(AppError::Unauthorized)?;
-    let header = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .ok_or(AppError::Unauthorized)?;
+    let client = req.peer_addr().map(|a| a.ip());
+    let now = std::time::Instant::now();
+    if let Some(ip) = client {
+        let wait = state
+            .admin_failures
+            .lock()
+            .map_or(None, |mut window| window.over(&ip, now));
+        if let Some(wait) = wait {
+            metrics::counter!("rate_limited_total", "limit" => "admin_failures").increment(1);
+            return Err(AppError::RateLimited {
+                code: "rate_limited",
+                message: "too many failed logins from this address; wait and try again".into(),
+                retry_after_secs: wait.as_secs() + 1,
+            });
+        }
+    }
+    let Some(header) = req.headers().get("authorization") else {
+        return Err(AppError::Unauthorized);
+    };
+    let verdict = verify(state, header);
+    if verdict.is_err() {
+        metrics::counter!("admin_login_failures_total").increment(1);
+        tracing::warn!(client = ?client, "operator login failed");
+        if let (Some(ip), Ok(mut window)) = (client, state.admin_failures.lock()) {
+            window.record(&ip, now);
+        }
+    }
+    verdict
+}
+
+/// Basic credentials for user `admin`, the password compared in constant time. The
+/// attempted password goes nowhere else.
+fn verify(
+    state: &AppState,
+    header: &actix_web::http::header::HeaderValue,
+) -> Result<AdminUser, AppError> {
+    let header = header.to_str().map_err(|_| AppError::Unauthorized)?;
     let (scheme, encoded) = header
         .trim()
         .split_once(' ')

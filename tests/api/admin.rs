@@ -124,3 +124,65 @@ async fn metrics_move_after_a_webhook() {
             >= before + 1.0
     );
 }
+
+#[tokio::test]
+async fn the_eleventh_failed_login_in_a_minute_is_429_even_with_the_right_password() {
+    let app = spawn_app().await;
+    let get = |password: &'static str| {
+        app.client
+            .get(format!("{}/admin", app.address))
+            .basic_auth("admin", Some(password))
+            .send()
+    };
+    // A bare request (a browser asking) is no failure.
+    let bare = app
+        .client
+        .get(format!("{}/admin", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), 401);
+    for i in 0..10 {
+        assert_eq!(
+            get("wrong-password").await.unwrap().status(),
+            401,
+            "attempt {i}"
+        );
+    }
+    let blocked = get(ADMIN_PASSWORD).await.unwrap();
+    assert_eq!(blocked.status(), 429);
+    let wait: u64 = blocked.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let body: serde_json::Value = blocked.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("admin_login_failures_total"));
+}
+
+#[tokio::test]
+async fn a_tighter_login_limit_lets_the_right_password_in_again_after_its_window() {
+    let app = spawn_app_with(&[("RATE_LIMIT_ADMIN_FAILURES", "2/sec")]).await;
+    let get = |password: &'static str| {
+        app.client
+            .get(format!("{}/admin", app.address))
+            .basic_auth("admin", Some(password))
+            .send()
+    };
+    assert_eq!(get("nope").await.unwrap().status(), 401);
+    assert_eq!(get("nope").await.unwrap().status(), 401);
+    assert_eq!(get(ADMIN_PASSWORD).await.unwrap().status(), 429);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(get(ADMIN_PASSWORD).await.unwrap().status(), 200);
+}

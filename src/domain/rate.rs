@@ -1,0 +1,142 @@
+//! Rates as SPEC §2 writes them (`20/min`, `5/hour`, `10/sec`), and a sliding window
+//! that counts events per key. Pure: the caller passes the time.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub window: Duration,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (count, unit) = text
+            .trim()
+            .split_once('/')
+            .ok_or_else(|| format!("expected N/sec, N/min or N/hour, got {text:?}"))?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                format!("expected a positive whole number before the '/', got {text:?}")
+            })?;
+        let window = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            other => return Err(format!("unknown unit {other:?}: use sec, min or hour")),
+        };
+        Ok(Rate { count, window })
+    }
+}
+
+/// Events per key within the last `rate.window`; at `rate.count` the key is over.
+#[derive(Debug)]
+pub struct SlidingWindow<K> {
+    rate: Rate,
+    seen: HashMap<K, VecDeque<Instant>>,
+}
+
+/// Keys kept before old ones are swept, so a flood of distinct keys stays bounded.
+const SWEEP_AT: usize = 10_000;
+
+impl<K: Hash + Eq + Clone> SlidingWindow<K> {
+    pub fn new(rate: Rate) -> Self {
+        SlidingWindow {
+            rate,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// `Some(wait)` while `key` is at its limit: how long until it is not.
+    pub fn over(&mut self, key: &K, now: Instant) -> Option<Duration> {
+        let window = self.rate.window;
+        let times = self.seen.get_mut(key)?;
+        while times
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= window)
+        {
+            times.pop_front();
+        }
+        let over = times.len() >= self.rate.count as usize;
+        over.then(|| {
+            times
+                .front()
+                .map_or(Duration::ZERO, |t| window - now.duration_since(*t))
+        })
+    }
+
+    pub fn record(&mut self, key: &K, now: Instant) {
+        if self.seen.len() >= SWEEP_AT {
+            let window = self.rate.window;
+            self.seen.retain(|_, times| {
+                times
+                    .back()
+                    .is_some_and(|t| now.duration_since(*t) < window)
+            });
+        }
+        let times = self.seen.entry(key.clone()).or_default();
+        times.push_back(now);
+        while times.len() > self.rate.count as usize {
+            times.pop_front();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_as_the_spec_writes_them() {
+        assert_eq!(
+            "20/min".parse::<Rate>().unwrap(),
+            Rate {
+                count: 20,
+                window: Duration::from_secs(60)
+            }
+        );
+        assert_eq!(
+            "5/hour".parse::<Rate>().unwrap().window,
+            Duration::from_secs(3600)
+        );
+        for bad in ["", "20", "0/min", "-1/min", "x/min", "5/day", "5/"] {
+            assert!(bad.parse::<Rate>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_key_is_over_at_its_count_until_the_oldest_event_leaves_the_window() {
+        let rate = Rate {
+            count: 3,
+            window: Duration::from_secs(60),
+        };
+        let mut w = SlidingWindow::new(rate);
+        let t0 = Instant::now();
+        for i in 0..3 {
+            assert_eq!(w.over(&"a", t0), None, "after {i}");
+            w.record(&"a", t0 + Duration::from_secs(i));
+        }
+        assert_eq!(
+            w.over(&"a", t0 + Duration::from_secs(10)),
+            Some(Duration::from_secs(50))
+        );
+        assert_eq!(
+            w.over(&"b", t0 + Duration::from_secs(10)),
+            None,
+            "keys apart"
+        );
+        assert_eq!(
+            w.over(&"a", t0 + Duration::from_secs(60)),
+            None,
+            "the first one left"
+        );
+    }
+}
