@@ -49,23 +49,29 @@ pub struct EventSummary {
     pub outcome: Option<String>,
     pub received_at: DateTime<Utc>,
     pub order_id: Option<Uuid>,
+    /// Later deliveries of the same event id, absorbed.
+    pub duplicates: i32,
 }
 
-/// Stores the event unless its id was seen; `false` means a duplicate. A concurrent
-/// twin blocks on the primary key until the first transaction ends, then sees it.
-/// Takes a shared connection so the caller can pipeline it with the order lookup.
+/// Stores the event unless its id was seen; `false` means a duplicate, which is counted
+/// on the stored row (one more row version, no new row: the storm scenario measures it).
+/// A concurrent twin blocks on the primary key until the first transaction ends, then
+/// counts itself. Takes a shared connection so the caller can pipeline it with the
+/// order lookup.
 pub async fn insert_if_new(
     mut conn: &AsyncPgConnection,
     event: &NewEvent<'_>,
 ) -> QueryResult<bool> {
-    let inserted = diesel::insert_into(webhook_events::table)
+    diesel::insert_into(webhook_events::table)
         .values(event)
         .on_conflict(webhook_events::event_id)
-        .do_nothing()
+        .do_update()
+        .set(webhook_events::duplicates.eq(webhook_events::duplicates + 1))
+        // xmax is 0 on a row this statement inserted, and set on one it updated.
+        .returning(diesel::dsl::sql::<diesel::sql_types::Bool>("xmax = 0"))
         .cached()
-        .execute(&mut conn)
-        .await?;
-    Ok(inserted == 1)
+        .get_result(&mut conn)
+        .await
 }
 
 pub async fn exists(mut conn: &AsyncPgConnection, event_id: &str) -> QueryResult<bool> {
@@ -110,8 +116,11 @@ pub async fn recent(
     limit: i64,
 ) -> QueryResult<Vec<EventSummary>> {
     let mut query = webhook_events::table.into_boxed();
-    if let Some(outcome) = outcome {
-        query = query.filter(webhook_events::outcome.eq(outcome));
+    match outcome {
+        // Duplicates are deliveries, not events: the events that absorbed some.
+        Some("duplicate") => query = query.filter(webhook_events::duplicates.gt(0)),
+        Some(outcome) => query = query.filter(webhook_events::outcome.eq(outcome)),
+        None => {}
     }
     if let Some(event_type) = event_type {
         query = query.filter(webhook_events::event_type.eq(event_type));
@@ -121,6 +130,16 @@ pub async fn recent(
         .limit(limit)
         .select(EventSummary::as_select())
         .load(conn)
+        .await
+}
+
+/// Deliveries absorbed as duplicates, over all events.
+pub async fn duplicates_absorbed(conn: &mut AsyncPgConnection) -> QueryResult<i64> {
+    webhook_events::table
+        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "COALESCE(SUM(duplicates), 0)::bigint",
+        ))
+        .first(conn)
         .await
 }
 

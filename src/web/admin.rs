@@ -29,6 +29,7 @@ struct Dashboard {
     revoked: i64,
     outcomes: Vec<Count>,
     signature_failures: u64,
+    duplicates_absorbed: i64,
     mismatched_events: i64,
     needs_review: i64,
     last_run: Option<RunView>,
@@ -52,6 +53,7 @@ async fn dashboard(state: &AppState) -> Result<HttpResponse, AppError> {
     let counts = db::orders::counts_by_status(&mut conn).await?;
     let (granted, revoked) = db::stats::credit_totals(&mut conn).await?;
     let outcomes = db::events::count_by_outcome(&mut conn).await?;
+    let duplicates_absorbed = db::events::duplicates_absorbed(&mut conn).await?;
     let last_run = db::reconcile_runs::last(&mut conn).await?;
     let catchup = db::catchup::last(&mut conn).await?;
     let stuck = db::orders::stuck_with_email(&mut conn, now - stuck_after, 50).await?;
@@ -93,6 +95,7 @@ async fn dashboard(state: &AppState) -> Result<HttpResponse, AppError> {
             .signature_failures
             .load(std::sync::atomic::Ordering::Relaxed),
         needs_review: count_of(OrderStatus::NeedsReview),
+        duplicates_absorbed,
         last_run: last_run.map(RunView::from),
         catchup: catchup.map(CatchupView::from),
         stuck: stuck

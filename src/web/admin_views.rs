@@ -130,10 +130,15 @@ pub fn timeline(
     }
     for e in events {
         let outcome = e.outcome.as_deref().unwrap_or("unfinished");
-        let what = match e.event_type.parse::<EventKind>() {
+        let mut what = match e.event_type.parse::<EventKind>() {
             Ok(kind) => format!("{}: {} ({outcome})", kind.describe(), e.event_type),
             Err(_) => format!("{} ({outcome})", e.event_type),
         };
+        match e.duplicates {
+            0 => {}
+            1 => what.push_str("; 1 duplicate delivery absorbed"),
+            n => what.push_str(&format!("; {n} duplicate deliveries absorbed")),
+        }
         rows.push((
             e.received_at,
             0,

@@ -29,6 +29,28 @@ async fn a_hundred_concurrent_deliveries_of_one_event_apply_once() {
     let results = join_all((0..100).map(|_| app.deliver(&event))).await;
     assert_eq!(tally(&results), (1, 99, 0), "{results:?}");
     assert_eq!(app.balance(&email).await, 100);
+    // The operator sees the 99 absorbed deliveries on the order and in the event list.
+    let id = order["id"].as_str().unwrap();
+    let page = app
+        .admin_get(&format!("/admin/orders/{id}"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("99 duplicate deliveries absorbed"),
+        "order page"
+    );
+    let listed: serde_json::Value = app
+        .admin_get("/admin/api/events?outcome=duplicate")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["event_id"], event["id"]);
+    assert_eq!(listed[0]["duplicates"], 99);
     app.assert_money_invariant().await;
 }
 
