@@ -108,6 +108,7 @@ pub async fn build_state(
         http,
         sandbox_wakeup: Default::default(),
         drain: Default::default(),
+        duplicates: Default::default(),
         admin_failures: std::sync::Mutex::new(crate::domain::rate::SlidingWindow::new(
             config_admin_failures,
         )),
@@ -232,6 +233,10 @@ impl Application {
                 stop_rx.clone(),
             )));
         }
+        tasks.push(tokio::spawn(flush_duplicates(
+            state.clone(),
+            stop_rx.clone(),
+        )));
         if state.config.is_sandbox() {
             tasks.push(tokio::spawn(crate::sandbox::delivery::run_worker(
                 state.clone(),
@@ -291,6 +296,26 @@ async fn stop_gracefully(
 
 /// Ample for the accept thread to act on a pause (it is woken at once).
 const ACCEPT_PAUSE: Duration = Duration::from_millis(20);
+
+/// Adds the duplicate deliveries counted in memory to their events now and then, and
+/// once more on the way out.
+async fn flush_duplicates(
+    state: web::Data<AppState>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(DUPLICATE_FLUSH) => false,
+            _ = stop.changed() => true,
+        };
+        state.duplicates.flush(&state.db).await;
+        if stopping {
+            return;
+        }
+    }
+}
+
+const DUPLICATE_FLUSH: Duration = Duration::from_secs(2);
 
 /// SIGTERM and SIGINT, registered up front.
 struct StopSignals {

@@ -28,6 +28,8 @@ pub struct AppState {
     pub sandbox_wakeup: tokio::sync::Notify,
     /// Requests in flight, and whether a graceful stop has begun.
     pub drain: crate::web::drain::Drain,
+    /// Duplicate webhook deliveries not yet added to their events.
+    pub duplicates: crate::webhook::DuplicateTally,
     /// Failed operator logins per client address, this instance's (in memory).
     pub admin_failures: std::sync::Mutex<crate::domain::rate::SlidingWindow<std::net::IpAddr>>,
 }

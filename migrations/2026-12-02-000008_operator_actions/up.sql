@@ -30,8 +30,9 @@ CREATE TABLE operator_actions (
 );
 CREATE INDEX operator_actions_order_idx ON operator_actions (order_id, id);
 
--- Deliveries of an event id already stored: counted on its row, so an order's page can
--- show the duplicates Stripe's retries and the sandbox's chaos sent, and absorbed.
+-- Deliveries of an event id already stored, so an order's page can show the duplicates
+-- Stripe's retries and the sandbox's chaos sent, and absorbed. Counted in memory and
+-- added in batches (webhook::DuplicateTally), off the duplicate's own transaction.
 ALTER TABLE webhook_events ADD COLUMN duplicates integer NOT NULL DEFAULT 0;
 
 -- The sandbox refunds too (operator actions): its charge's refund total, and each

@@ -53,25 +53,38 @@ pub struct EventSummary {
     pub duplicates: i32,
 }
 
-/// Stores the event unless its id was seen; `false` means a duplicate, which is counted
-/// on the stored row (one more row version, no new row: the storm scenario measures it).
-/// A concurrent twin blocks on the primary key until the first transaction ends, then
-/// counts itself. Takes a shared connection so the caller can pipeline it with the
-/// order lookup.
+/// Stores the event unless its id was seen; `false` means a duplicate. A concurrent
+/// twin blocks on the primary key until the first transaction ends, then sees it.
+/// Takes a shared connection so the caller can pipeline it with the order lookup.
 pub async fn insert_if_new(
     mut conn: &AsyncPgConnection,
     event: &NewEvent<'_>,
 ) -> QueryResult<bool> {
-    diesel::insert_into(webhook_events::table)
+    let inserted = diesel::insert_into(webhook_events::table)
         .values(event)
         .on_conflict(webhook_events::event_id)
-        .do_update()
-        .set(webhook_events::duplicates.eq(webhook_events::duplicates + 1))
-        // xmax is 0 on a row this statement inserted, and set on one it updated.
-        .returning(diesel::dsl::sql::<diesel::sql_types::Bool>("xmax = 0"))
+        .do_nothing()
         .cached()
-        .get_result(&mut conn)
-        .await
+        .execute(&mut conn)
+        .await?;
+    Ok(inserted == 1)
+}
+
+/// Adds counted duplicate deliveries to their events, in one statement.
+pub async fn add_duplicates(
+    conn: &mut AsyncPgConnection,
+    event_ids: &[String],
+    counts: &[i32],
+) -> QueryResult<()> {
+    diesel::sql_query(
+        "UPDATE webhook_events w SET duplicates = w.duplicates + d.n \
+         FROM unnest($1::text[], $2::int[]) AS d(id, n) WHERE w.event_id = d.id",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(event_ids)
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Integer>, _>(counts)
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 pub async fn exists(mut conn: &AsyncPgConnection, event_id: &str) -> QueryResult<bool> {

@@ -36,6 +36,9 @@ struct Dashboard {
     catchup: Option<CatchupView>,
     stuck: Vec<OrderRow>,
     stuck_after: String,
+    /// Whether the background reconciler runs here, and how often.
+    loop_on: bool,
+    loop_every: String,
     recent: Vec<OrderRow>,
     events: Vec<EventRow>,
     csrf_token: String,
@@ -103,6 +106,12 @@ async fn dashboard(state: &AppState) -> Result<HttpResponse, AppError> {
             .map(|(o, email)| OrderRow::new(o, email, now))
             .collect(),
         stuck_after: html::age(now - stuck_after, now),
+        loop_on: !state.config.reconcile_interval.is_zero(),
+        loop_every: html::age(
+            now - chrono::Duration::from_std(state.config.reconcile_interval)
+                .map_err(anyhow::Error::from)?,
+            now,
+        ),
         recent: recent
             .iter()
             .map(|(o, email)| OrderRow::new(o, email, now))

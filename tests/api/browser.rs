@@ -202,3 +202,91 @@ async fn a_shopper_buys_credits_in_a_real_browser_and_sees_them_arrive() {
 async fn without_javascript_the_status_page_still_reaches_paid_by_refreshing() {
     buy_credits_in_the_sandbox(false, "without-javascript").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_refunds_a_paid_order_in_a_real_browser_and_reads_the_timeline() {
+    use paidonce::sandbox::{Action, Chaos, act};
+    let Some(browser) = Browser::start(true, "operator-refund").await else {
+        return;
+    };
+    let app = spawn_app().await;
+    let c = &browser.client;
+    // Credentials in the URL: the browser keeps them for the forms it then posts.
+    let admin = app
+        .address
+        .replace("http://", &format!("http://admin:{ADMIN_PASSWORD}@"));
+
+    // Arrange: a paid sandbox order, and one sent to review by a short payment.
+    let order = app.create_order(&unique_email(), "starter").await;
+    let id = order["id"].as_str().unwrap();
+    act(
+        &app.state,
+        order["payment_intent_id"].as_str().unwrap(),
+        Action::Succeed,
+        Chaos::None,
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app.order_status(id).await != "paid" {
+        assert!(Instant::now() < deadline, "never paid");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let odd = app.create_order(&unique_email(), "starter").await;
+    let mut short = succeeded(&new_event_id(), &odd);
+    short["data"]["object"]["amount_received"] = json!(499);
+    assert_eq!(app.deliver(&short).await.1, "mismatch");
+
+    // Act: refund all that is left from the order's page.
+    c.goto(&format!("{admin}/admin/orders/{id}")).await.unwrap();
+    browser
+        .wait_for_text("Refund at the provider", Duration::from_secs(10))
+        .await;
+    browser.shot("1-paid-order").await;
+    c.find(Locator::Css("#refund-note"))
+        .await
+        .unwrap()
+        .send_keys("customer asked for a refund by e-mail")
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action$='/refund'] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // Assert: the result after the redirect, and the timeline.
+    browser.wait_for_url("action=").await;
+    browser
+        .wait_for_text("paid → refunded", Duration::from_secs(10))
+        .await;
+    browser
+        .wait_for_text(
+            "-100 credits, taken back for a refund (refund)",
+            Duration::from_secs(5),
+        )
+        .await;
+    browser.shot("2-refunded-order").await;
+    assert_eq!(app.order_status(id).await, "refunded");
+
+    // The review's reason, in the operator's words, on the other order's page.
+    c.goto(&format!(
+        "{admin}/admin/orders/{}",
+        odd["id"].as_str().unwrap()
+    ))
+    .await
+    .unwrap();
+    browser
+        .wait_for_text(
+            "amount received: expected 500 usd, received 499 usd",
+            Duration::from_secs(10),
+        )
+        .await;
+    browser
+        .wait_for_text("Resolve the review", Duration::from_secs(5))
+        .await;
+    browser.shot("3-needs-review-order").await;
+    app.assert_money_invariant().await;
+    browser.close().await;
+}
