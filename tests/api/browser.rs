@@ -22,6 +22,9 @@ struct Browser {
 impl Browser {
     /// `None` (after saying so) when no chromedriver is installed outside CI.
     async fn start(javascript: bool, name: &str) -> Option<Browser> {
+        // fantoccini's rustls needs a process-wide crypto provider; the app installs the
+        // same one when it builds, but this test may run before any app did.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let driver_path = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists());
