@@ -19,6 +19,8 @@ pub const DEFAULT_RECONCILE_INTERVAL_SECS: u64 = 300;
 pub const DEFAULT_RECONCILE_AFTER_SECS: u64 = 600;
 pub const DEFAULT_IDEMPOTENCY_TTL_SECS: u64 = 86_400;
 pub const DEFAULT_ADMIN_FAILURES: &str = "10/min";
+pub const DEFAULT_ORDERS: &str = "20/min";
+pub const DEFAULT_FAILED_PAYMENTS: &str = "5/hour";
 
 #[derive(Debug, thiserror::Error)]
 #[error("{variable}: {message}")]
@@ -77,6 +79,13 @@ pub struct Config {
     /// Failed operator logins per client address before even the right password is
     /// refused until the window passes (SPEC §2 RATE_LIMIT_ADMIN_FAILURES).
     pub admin_failures: Rate,
+    /// New orders per client address (RATE_LIMIT_ORDERS), API and checkout alike.
+    pub orders_per_client: Rate,
+    /// Failed payments per e-mail before new orders for it are refused
+    /// (RATE_LIMIT_FAILED_PAYMENTS), counted from the database.
+    pub failed_payments: Rate,
+    /// Proxies whose X-Forwarded-For is believed (TRUSTED_PROXIES).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Config {
@@ -173,6 +182,15 @@ impl Config {
             log_filter: var("RUST_LOG").unwrap_or_else(|| "info".to_owned()),
             log_json: var("LOG_FORMAT").is_some_and(|v| v.eq_ignore_ascii_case("json")),
             admin_failures: rate("RATE_LIMIT_ADMIN_FAILURES", DEFAULT_ADMIN_FAILURES)?,
+            orders_per_client: rate("RATE_LIMIT_ORDERS", DEFAULT_ORDERS)?,
+            failed_payments: rate("RATE_LIMIT_FAILED_PAYMENTS", DEFAULT_FAILED_PAYMENTS)?,
+            trusted_proxies: crate::web::client::parse_trusted(
+                &var("TRUSTED_PROXIES").unwrap_or_default(),
+            )
+            .map_err(|message| ConfigError {
+                variable: "TRUSTED_PROXIES",
+                message,
+            })?,
         })
     }
 

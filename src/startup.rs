@@ -87,6 +87,7 @@ pub async fn build_state(
         None => Provider::Sandbox(SandboxProvider::new(pool.clone())),
     };
     let config_admin_failures = config.admin_failures;
+    let config_orders = config.orders_per_client;
     let admin_password = config
         .admin_password
         .clone()
@@ -111,6 +112,9 @@ pub async fn build_state(
         duplicates: Default::default(),
         admin_failures: std::sync::Mutex::new(crate::domain::rate::SlidingWindow::new(
             config_admin_failures,
+        )),
+        orders_per_client: std::sync::Mutex::new(crate::domain::rate::SlidingWindow::new(
+            config_orders,
         )),
     })
 }

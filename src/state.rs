@@ -30,6 +30,8 @@ pub struct AppState {
     pub drain: crate::web::drain::Drain,
     /// Duplicate webhook deliveries not yet added to their events.
     pub duplicates: crate::webhook::DuplicateTally,
+    /// New orders per client address, this instance's (in memory).
+    pub orders_per_client: std::sync::Mutex<crate::domain::rate::SlidingWindow<std::net::IpAddr>>,
     /// Failed operator logins per client address, this instance's (in memory).
     pub admin_failures: std::sync::Mutex<crate::domain::rate::SlidingWindow<std::net::IpAddr>>,
 }

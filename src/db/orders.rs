@@ -336,3 +336,19 @@ pub async fn counts_by_status(
         .load(conn)
         .await
 }
+
+/// Payments of `email`'s orders that failed since `since` (card-testing guard).
+pub async fn failed_payments_since(
+    conn: &mut AsyncPgConnection,
+    email: &str,
+    since: DateTime<Utc>,
+) -> QueryResult<i64> {
+    order_transitions::table
+        .inner_join(orders::table.inner_join(accounts::table))
+        .filter(accounts::email.eq(email))
+        .filter(order_transitions::to_status.eq(OrderStatus::Failed.as_str()))
+        .filter(order_transitions::at.gt(since))
+        .count()
+        .get_result(conn)
+        .await
+}

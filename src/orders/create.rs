@@ -60,6 +60,7 @@ pub async fn create_order(
     let order = match existing {
         Some(order) => order,
         None => {
+            refuse_card_testing(state, &mut conn, &req.email).await?;
             let pack = db::packs::find(&mut conn, &req.pack_id)
                 .await?
                 .ok_or_else(|| {
@@ -117,6 +118,30 @@ pub async fn create_order(
     drop(conn);
     let order = attach_intent(state, order).await?;
     Ok((order, email))
+}
+
+/// RATE_LIMIT_FAILED_PAYMENTS: an e-mail whose payments keep failing gets no new order
+/// until its window passes. Counted from the database, so every instance agrees.
+async fn refuse_card_testing(
+    state: &AppState,
+    conn: &mut diesel_async::AsyncPgConnection,
+    email: &Email,
+) -> Result<(), AppError> {
+    let rate = state.config.failed_payments;
+    let since = chrono::Utc::now()
+        - chrono::Duration::from_std(rate.window).map_err(anyhow::Error::from)?;
+    let failed = db::orders::failed_payments_since(conn, email.as_str(), since).await?;
+    // Over the rate: more failures than it allows in its window.
+    if failed > i64::from(rate.count) {
+        metrics::counter!("rate_limited_total", "limit" => "failed_payments").increment(1);
+        return Err(AppError::RateLimited {
+            code: "too_many_failed_payments",
+            message: "too many failed payments for this e-mail; try again later or contact support"
+                .into(),
+            retry_after_secs: rate.window.as_secs(),
+        });
+    }
+    Ok(())
 }
 
 /// Phase 2 and 3 for an order without an intent. Also used by the reconciler.

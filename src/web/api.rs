@@ -28,7 +28,9 @@ pub async fn post_order(
     req: HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AppError> {
+    crate::web::require_json(&req)?;
     let body = body.map_err(payload_error)?;
+    crate::web::client::admit_order(&state, &req)?;
     let mut keys = req.headers().get_all("idempotency-key");
     let key = match (keys.next(), keys.next()) {
         (None, _) => None,

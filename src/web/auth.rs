@@ -29,7 +29,7 @@ fn check(req: &HttpRequest) -> Result<AdminUser, AppError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or(AppError::Unauthorized)?;
-    let client = req.peer_addr().map(|a| a.ip());
+    let client = crate::web::client::address(req, &state.config.trusted_proxies);
     let now = std::time::Instant::now();
     if let Some(ip) = client {
         let wait = state

@@ -7,6 +7,7 @@ pub mod admin_events;
 pub mod admin_views;
 pub mod api;
 pub mod auth;
+pub mod client;
 pub mod csrf;
 pub mod drain;
 pub mod health;
@@ -110,6 +111,23 @@ pub fn json_body(
     req: &HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<serde_json::Map<String, serde_json::Value>, AppError> {
+    require_json(req)?;
+    let body = body.map_err(payload_error)?;
+    match serde_json::from_slice(&body) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err(AppError::bad_request(
+            "malformed_json",
+            "the body must be a JSON object",
+        )),
+        Err(e) => Err(AppError::bad_request(
+            "malformed_json",
+            format!("the body is not valid JSON: {e}"),
+        )),
+    }
+}
+
+/// 415 `unsupported_media_type` unless the request says its body is JSON.
+pub fn require_json(req: &HttpRequest) -> Result<(), AppError> {
     let is_json = req
         .headers()
         .get(actix_web::http::header::CONTENT_TYPE)
@@ -123,18 +141,7 @@ pub fn json_body(
             message: "the body must be application/json".into(),
         });
     }
-    let body = body.map_err(payload_error)?;
-    match serde_json::from_slice(&body) {
-        Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(_) => Err(AppError::bad_request(
-            "malformed_json",
-            "the body must be a JSON object",
-        )),
-        Err(e) => Err(AppError::bad_request(
-            "malformed_json",
-            format!("the body is not valid JSON: {e}"),
-        )),
-    }
+    Ok(())
 }
 
 /// Maps a body-extractor failure (oversize, broken stream) to our error shape.

@@ -44,16 +44,19 @@ pub async fn get_checkout(state: web::Data<AppState>) -> HttpResponse {
 
 pub async fn post_checkout(
     state: web::Data<AppState>,
+    req: actix_web::HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> HttpResponse {
-    html::respond(checkout(&state, body).await)
+    html::respond(checkout(&state, &req, body).await)
 }
 
 async fn checkout(
     state: &AppState,
+    req: &actix_web::HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> Result<HttpResponse, AppError> {
     let form = html::verified_form(state, body)?;
+    crate::web::client::admit_order(state, req)?;
     let input = CheckoutInput {
         email: form.get("email").cloned().unwrap_or_default(),
         pack_id: form.get("pack_id").cloned().unwrap_or_default(),

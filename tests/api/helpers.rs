@@ -184,6 +184,8 @@ pub fn test_config(db_url: &str, overrides: &[(&str, &str)]) -> Config {
         ("RECONCILE_INTERVAL_SECS".into(), "0".into()),
         ("DATABASE_POOL_SIZE".into(), "10".into()),
         ("RUST_LOG".into(), "warn".into()),
+        // Tests make many orders from one address; the limit's own tests lower it.
+        ("RATE_LIMIT_ORDERS".into(), "100000/min".into()),
     ]);
     for (k, v) in overrides {
         vars.insert((*k).to_owned(), (*v).to_owned());

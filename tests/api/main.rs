@@ -14,6 +14,7 @@ mod db_outage;
 mod helpers;
 mod idempotency;
 mod lifecycle;
+mod limits;
 mod operator;
 mod orders;
 mod pages;
