@@ -33,6 +33,26 @@ pub enum Command {
     Migrate,
     /// Run one reconciliation pass, print what changed, and exit
     Reconcile,
+    /// Manage keys for the credits API (/api/v1)
+    #[command(subcommand)]
+    ApiKey(ApiKeyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Make a key; it is printed once, as `api key: <key>` (only a hash is stored)
+    Create {
+        /// What the key is for, e.g. the merchant application's name
+        #[arg(long)]
+        name: String,
+    },
+    /// List keys: id, name, created, last used (never the key)
+    List,
+    /// Revoke a key at once, on every instance
+    Revoke {
+        /// The key's id, as `api-key list` shows it
+        id: String,
+    },
 }
 
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
@@ -40,7 +60,51 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(config).await,
         Command::Reconcile => reconcile(config).await,
+        Command::ApiKey(command) => api_key(config, command).await,
     }
+}
+
+async fn api_key(config: Config, command: ApiKeyCommand) -> anyhow::Result<()> {
+    let database = Database::open(&config).await?;
+    let result = async {
+        crate::db::run_migrations(&database.url).await?;
+        let base = Url::parse(&format!("http://{}", config.bind))?;
+        let state = build_state(config, &database.url, base).await?;
+        match command {
+            ApiKeyCommand::Create { name } => {
+                let (id, key) = crate::credits::create_key(&state, &name).await?;
+                Ok(vec![
+                    format!("api key: {}", key.expose_secret()),
+                    format!("id: {id}"),
+                ])
+            }
+            ApiKeyCommand::List => {
+                let mut conn = state.db.get().await?;
+                let keys = crate::db::api_keys::all(&mut conn).await?;
+                if keys.is_empty() {
+                    return Ok(vec!["no api keys".to_owned()]);
+                }
+                Ok(keys.iter().map(crate::credits::key_line).collect())
+            }
+            ApiKeyCommand::Revoke { id } => {
+                let id = uuid::Uuid::try_parse(id.trim()).map_err(|_| {
+                    anyhow::anyhow!("{id:?} is not a key id (see `paidonce api-key list`)")
+                })?;
+                let mut conn = state.db.get().await?;
+                if crate::db::api_keys::revoke(&mut conn, id).await? {
+                    Ok(vec![format!("revoked {id}")])
+                } else {
+                    anyhow::bail!("no active key {id}")
+                }
+            }
+        }
+    }
+    .await;
+    database.stop();
+    for line in result? {
+        println!("{line}");
+    }
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

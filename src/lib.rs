@@ -1,6 +1,7 @@
 pub mod catchup;
 pub mod cli;
 pub mod config;
+pub mod credits;
 pub mod db;
 pub mod domain;
 pub mod error;

@@ -12,7 +12,8 @@ use crate::db::schema::ledger;
 #[diesel(table_name = ledger)]
 pub struct NewEntry<'a> {
     pub account_id: Uuid,
-    pub order_id: Uuid,
+    pub order_id: Option<Uuid>,
+    pub spend_id: Option<Uuid>,
     pub kind: &'a str,
     pub delta: i64,
     pub refund_total: i64,
@@ -22,9 +23,9 @@ pub struct NewEntry<'a> {
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
 #[diesel(table_name = ledger, check_for_backend(diesel::pg::Pg))]
 pub struct Entry {
-    #[serde(skip)]
     pub id: i64,
-    pub order_id: Uuid,
+    pub order_id: Option<Uuid>,
+    pub spend_id: Option<Uuid>,
     pub kind: String,
     pub delta: i64,
     pub cause: String,
@@ -60,6 +61,47 @@ pub async fn for_account(
         .order(ledger::id)
         .select(Entry::as_select())
         .load(conn)
+        .await
+}
+
+/// One page of an account's ledger, newest first, after the row `starting_after`.
+pub async fn page_for_account(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+    starting_after: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<Entry>> {
+    let mut query = ledger::table
+        .filter(ledger::account_id.eq(account_id))
+        .into_boxed();
+    if let Some(after) = starting_after {
+        query = query.filter(ledger::id.lt(after));
+    }
+    query
+        .order(ledger::id.desc())
+        .limit(limit)
+        .select(Entry::as_select())
+        .load(conn)
+        .await
+}
+
+/// (granted, revoked, spent, balance) of an account: grants; refund and dispute rows
+/// net, as a positive number; spends net of reversals, positive; the sum of all.
+pub async fn totals(
+    conn: &mut AsyncPgConnection,
+    account_id: Uuid,
+) -> QueryResult<(i64, i64, i64, i64)> {
+    use diesel::dsl::sql;
+    use diesel::sql_types::BigInt;
+    ledger::table
+        .filter(ledger::account_id.eq(account_id))
+        .select((
+            sql::<BigInt>("COALESCE(SUM(delta) FILTER (WHERE kind = 'grant'), 0)::bigint"),
+            sql::<BigInt>("COALESCE(-SUM(delta) FILTER (WHERE kind IN ('refund', 'dispute')), 0)::bigint"),
+            sql::<BigInt>("COALESCE(-SUM(delta) FILTER (WHERE kind IN ('spend', 'spend_reversal')), 0)::bigint"),
+            sql::<BigInt>("COALESCE(SUM(delta), 0)::bigint"),
+        ))
+        .first(conn)
         .await
 }
 

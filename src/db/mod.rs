@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod actions;
+pub mod api_keys;
 pub mod cached;
 pub mod catchup;
 pub mod charges;
@@ -18,6 +19,7 @@ pub mod reconcile_runs;
 pub mod sandbox;
 pub mod schema;
 pub mod secrets;
+pub mod spends;
 pub mod stats;
 
 use anyhow::Context;

@@ -9,6 +9,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        name -> Text,
+        secret_sha256 -> Bytea,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     app_secrets (name) {
         name -> Text,
         value -> Text,
@@ -49,12 +60,13 @@ diesel::table! {
     ledger (id) {
         id -> Int8,
         account_id -> Uuid,
-        order_id -> Uuid,
+        order_id -> Nullable<Uuid>,
         kind -> Text,
         delta -> Int8,
         refund_total -> Int8,
         cause -> Text,
         created_at -> Timestamptz,
+        spend_id -> Nullable<Uuid>,
     }
 }
 
@@ -180,6 +192,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    spends (id) {
+        id -> Uuid,
+        account_id -> Uuid,
+        credits -> Int8,
+        reference -> Text,
+        api_key_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        reversed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     webhook_events (event_id) {
         event_id -> Text,
         event_type -> Text,
@@ -195,6 +219,9 @@ diesel::table! {
 
 diesel::joinable!(ledger -> accounts (account_id));
 diesel::joinable!(ledger -> orders (order_id));
+diesel::joinable!(ledger -> spends (spend_id));
+diesel::joinable!(spends -> accounts (account_id));
+diesel::joinable!(spends -> api_keys (api_key_id));
 diesel::joinable!(operator_actions -> orders (order_id));
 diesel::joinable!(order_charges -> orders (order_id));
 diesel::joinable!(order_transitions -> orders (order_id));
@@ -204,6 +231,7 @@ diesel::joinable!(sandbox_refunds -> sandbox_payment_intents (payment_intent_id)
 
 diesel::allow_tables_to_appear_in_same_query!(
     accounts,
+    api_keys,
     app_secrets,
     event_catchup,
     idempotency_keys,
@@ -217,5 +245,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     sandbox_deliveries,
     sandbox_payment_intents,
     sandbox_refunds,
+    spends,
     webhook_events,
 );

@@ -213,7 +213,8 @@ async fn write_change(
 ) -> QueryResult<()> {
     let entry = |kind, delta, refund_total| ledger::NewEntry {
         account_id: order.account_id,
-        order_id: order.id,
+        order_id: Some(order.id),
+        spend_id: None,
         kind,
         delta,
         refund_total,

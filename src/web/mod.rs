@@ -8,6 +8,7 @@ pub mod admin_views;
 pub mod api;
 pub mod auth;
 pub mod client;
+pub mod credits_api;
 pub mod csrf;
 pub mod drain;
 pub mod health;
@@ -47,6 +48,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/api/packs").route(web::get().to(api::get_packs)))
     .service(resource("/api/orders").route(web::post().to(api::post_order)))
     .service(resource("/api/orders/{id}").route(web::get().to(api::get_order)))
+    .service(resource("/api/v1/accounts/{email}").route(web::get().to(credits_api::get_account)))
+    .service(
+        resource("/api/v1/accounts/{email}/ledger").route(web::get().to(credits_api::get_ledger)),
+    )
+    .service(
+        resource("/api/v1/accounts/{email}/spends").route(web::post().to(credits_api::post_spend)),
+    )
+    .service(
+        resource("/api/v1/spends/{id}/reverse").route(web::post().to(credits_api::post_reverse)),
+    )
     .service(
         resource("/webhooks/stripe")
             .app_data(web::PayloadConfig::new(WEBHOOK_BODY_LIMIT))

@@ -256,3 +256,44 @@ async fn counters_recorded_before_the_first_scrape_are_kept() {
         "the failure before the first scrape is counted: {text}"
     );
 }
+
+#[tokio::test]
+async fn api_keys_are_printed_once_listed_without_the_key_and_revoked() {
+    let db = TestDb::new().await;
+    let run = |args: &[&str]| {
+        let out = paidonce()
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let created = run(&["api-key", "create", "--name", "shop app"]);
+    let key = created
+        .lines()
+        .find_map(|l| l.strip_prefix("api key: "))
+        .expect("the key, once")
+        .to_owned();
+    assert!(key.starts_with("po_") && key.len() > 60, "{key}");
+    let id = created
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .to_owned();
+    let listed = run(&["api-key", "list"]);
+    assert!(
+        listed.contains(&id) && listed.contains("shop app") && listed.contains("last used never")
+    );
+    let secret = key.rsplit('_').next().unwrap();
+    assert!(!listed.contains(secret), "the list never shows the key");
+    assert_eq!(
+        run(&["api-key", "revoke", &id]).trim(),
+        format!("revoked {id}")
+    );
+    assert!(run(&["api-key", "list"]).contains("revoked"));
+}

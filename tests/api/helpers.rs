@@ -430,7 +430,7 @@ pub async fn assert_money_invariant(db: &TestDb) {
     }
     let m: Mismatch = diesel::sql_query(
         "SELECT COUNT(*) AS n FROM accounts a WHERE \
-           (SELECT COALESCE(SUM(delta), 0) FROM ledger WHERE account_id = a.id) <> \
+           (SELECT COALESCE(SUM(delta), 0) FROM ledger WHERE account_id = a.id AND order_id IS NOT NULL) <> \
            (SELECT COALESCE(SUM(l.delta), 0) FROM ledger l JOIN orders o ON o.id = l.order_id WHERE o.account_id = a.id)",
     )
     .get_result(&mut conn)
