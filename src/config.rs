@@ -21,6 +21,7 @@ pub const DEFAULT_IDEMPOTENCY_TTL_SECS: u64 = 86_400;
 pub const DEFAULT_ADMIN_FAILURES: &str = "10/min";
 pub const DEFAULT_ORDERS: &str = "20/min";
 pub const DEFAULT_FAILED_PAYMENTS: &str = "5/hour";
+pub const DEFAULT_CREDITS_API: &str = "600/min";
 
 #[derive(Debug, thiserror::Error)]
 #[error("{variable}: {message}")]
@@ -84,6 +85,8 @@ pub struct Config {
     /// Failed payments per e-mail before new orders for it are refused
     /// (RATE_LIMIT_FAILED_PAYMENTS), counted from the database.
     pub failed_payments: Rate,
+    /// Credits API requests per key (RATE_LIMIT_CREDITS_API), per instance.
+    pub credits_api_per_key: Rate,
     /// Proxies whose X-Forwarded-For is believed (TRUSTED_PROXIES).
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
@@ -184,6 +187,7 @@ impl Config {
             admin_failures: rate("RATE_LIMIT_ADMIN_FAILURES", DEFAULT_ADMIN_FAILURES)?,
             orders_per_client: rate("RATE_LIMIT_ORDERS", DEFAULT_ORDERS)?,
             failed_payments: rate("RATE_LIMIT_FAILED_PAYMENTS", DEFAULT_FAILED_PAYMENTS)?,
+            credits_api_per_key: rate("RATE_LIMIT_CREDITS_API", DEFAULT_CREDITS_API)?,
             trusted_proxies: crate::web::client::parse_trusted(
                 &var("TRUSTED_PROXIES").unwrap_or_default(),
             )

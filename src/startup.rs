@@ -88,6 +88,7 @@ pub async fn build_state(
     };
     let config_admin_failures = config.admin_failures;
     let config_orders = config.orders_per_client;
+    let config_credits = config.credits_api_per_key;
     let admin_password = config
         .admin_password
         .clone()
@@ -115,6 +116,9 @@ pub async fn build_state(
         )),
         orders_per_client: std::sync::Mutex::new(crate::domain::rate::SlidingWindow::new(
             config_orders,
+        )),
+        credits_per_key: std::sync::Mutex::new(crate::domain::rate::SlidingWindow::new(
+            config_credits,
         )),
     })
 }

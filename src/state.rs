@@ -32,6 +32,8 @@ pub struct AppState {
     pub duplicates: crate::webhook::DuplicateTally,
     /// New orders per client address, this instance's (in memory).
     pub orders_per_client: std::sync::Mutex<crate::domain::rate::SlidingWindow<std::net::IpAddr>>,
+    /// Credits API requests per key, this instance's (in memory).
+    pub credits_per_key: std::sync::Mutex<crate::domain::rate::SlidingWindow<uuid::Uuid>>,
     /// Failed operator logins per client address, this instance's (in memory).
     pub admin_failures: std::sync::Mutex<crate::domain::rate::SlidingWindow<std::net::IpAddr>>,
 }

@@ -42,6 +42,9 @@ struct Dashboard {
     recent: Vec<OrderRow>,
     events: Vec<EventRow>,
     csrf_token: String,
+    /// Credits API keys, never the key itself.
+    api_keys: Vec<String>,
+    deficits: Vec<(String, i64)>,
 }
 
 pub async fn get_dashboard(_: AdminUser, state: web::Data<AppState>) -> HttpResponse {
@@ -62,6 +65,8 @@ async fn dashboard(state: &AppState) -> Result<HttpResponse, AppError> {
     let stuck = db::orders::stuck_with_email(&mut conn, now - stuck_after, 50).await?;
     let recent = db::orders::recent_with_email(&mut conn, 20).await?;
     let events = db::events::recent(&mut conn, None, None, 20).await?;
+    let api_keys = db::api_keys::all(&mut conn).await?;
+    let deficits = db::stats::accounts_in_deficit(&mut conn, 20).await?;
     drop(conn);
 
     let count_of = |status: OrderStatus| {
@@ -118,6 +123,8 @@ async fn dashboard(state: &AppState) -> Result<HttpResponse, AppError> {
             .collect(),
         events: events.into_iter().map(EventRow::from).collect(),
         csrf_token: csrf::issue(&state.csrf_key, now.timestamp()),
+        api_keys: api_keys.iter().map(crate::credits::key_line).collect(),
+        deficits,
     };
     html::render(StatusCode::OK, &page)
 }

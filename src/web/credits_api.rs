@@ -10,12 +10,26 @@ use crate::error::AppError;
 use crate::idempotency::{self, IdempotencyKey};
 use crate::state::AppState;
 
+/// The request's API key, within its rate (RATE_LIMIT_CREDITS_API, 429 over it).
 async fn key(state: &AppState, req: &HttpRequest) -> Result<uuid::Uuid, AppError> {
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    credits::authenticate(state, header).await
+    let id = credits::authenticate(state, header).await?;
+    let now = std::time::Instant::now();
+    if let Ok(mut window) = state.credits_per_key.lock() {
+        if let Some(wait) = window.over(&id, now) {
+            metrics::counter!("rate_limited_total", "limit" => "credits_api").increment(1);
+            return Err(AppError::RateLimited {
+                code: "rate_limited",
+                message: "too many requests with this API key; wait and try again".into(),
+                retry_after_secs: wait.as_secs() + 1,
+            });
+        }
+        window.record(&id, now);
+    }
+    Ok(id)
 }
 
 pub async fn get_account(

@@ -357,3 +357,50 @@ async fn bad_spends_and_bad_keys_are_clear_4xx_and_spend_nothing() {
         "nothing spent"
     );
 }
+
+#[tokio::test]
+async fn each_key_has_its_own_rate_and_the_operator_sees_keys_and_deficits() {
+    let app = spawn_app_with(&[("RATE_LIMIT_CREDITS_API", "3/min")]).await;
+    let first = key(&app).await;
+    let second = key(&app).await;
+    let email = unique_email();
+    let order = app.create_order(&email, "starter").await;
+    assert_eq!(
+        app.deliver(&succeeded(&new_event_id(), &order)).await.1,
+        "applied"
+    );
+    let get = |k: &str| {
+        app.client
+            .get(format!("{}/api/v1/accounts/{email}", app.address))
+            .bearer_auth(k)
+            .send()
+    };
+    for _ in 0..3 {
+        assert_eq!(get(&first).await.unwrap().status(), 200);
+    }
+    let over = get(&first).await.unwrap();
+    assert_eq!(over.status(), 429);
+    assert!(over.headers().contains_key("retry-after"));
+    assert_eq!(
+        get(&second).await.unwrap().status(),
+        200,
+        "another key has its own rate"
+    );
+
+    // A spend, then a full refund: the account is in deficit on the operator's page,
+    // which lists the keys by name and never the key itself.
+    let res = spend(&app, &second, &email, json!({"credits": 40}), "deficit").await;
+    assert_eq!(res.status(), 201);
+    assert_eq!(
+        app.deliver(&refunded(&new_event_id(), &order, 500)).await.1,
+        "applied"
+    );
+    let page = app.admin_get("/admin").await.text().await.unwrap();
+    assert!(
+        page.contains(&email) && page.contains("-40"),
+        "deficit listed"
+    );
+    assert!(page.contains("test shop"));
+    let secret = second.rsplit('_').next().unwrap();
+    assert!(!page.contains(secret), "never the key");
+}
