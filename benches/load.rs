@@ -7,7 +7,7 @@
 //! Scenarios: unique webhooks at several concurrencies, the same at half of the peak rate
 //! (open loop: evenly spaced, then Poisson arrivals next to pgbench -R at that rate), a
 //! duplicate storm across two instances, order creation against a slow provider, order
-//! polling, and one event catch-up pass over thousands of listed events.
+//! polling, one event catch-up pass over thousands of listed events, and credit spends.
 //! Everything listens on 127.0.0.1 only. Targets are
 //! reported, never asserted; the run fails only if it cannot run.
 //!
@@ -16,13 +16,14 @@
 //! [2] at the same rate; LOAD_STORM_EVENTS [1000],
 //! LOAD_STORM_COPIES [10], LOAD_STORM_CONCURRENCY [64]; LOAD_CREATE_CONCURRENCY [64],
 //! LOAD_CREATE_SECS [15], LOAD_CREATE_IDEMPOTENCY [1], LOAD_STRIPE_LATENCY_MS [300];
-//! LOAD_POLL_CONCURRENCY [32], LOAD_POLL_SECS [10]; LOAD_CATCHUP_EVENTS [10000]; LOAD_POOL_SIZE [10] per instance;
+//! LOAD_POLL_CONCURRENCY [32], LOAD_POLL_SECS [10]; LOAD_CATCHUP_EVENTS [10000]; LOAD_SPENDS [5000],
+//! LOAD_SPEND_CONCURRENCY [32]; LOAD_POOL_SIZE [10] per instance;
 //! LOAD_PGBENCH_TXNS [10000] per webhook run, LOAD_PGBENCH_SECS [8] for select-only;
 //! LOAD_SCENARIO_SECS [30] cap per closed-loop scenario; LOAD_PG_SETTINGS
 //! (`name=value,…` for the embedded server, after the harness's max_connections=300,
 //! track_wal_io_timing=on, track_io_timing=on); LOAD_DATA_DIR (keep the cluster there);
 //! LOAD_PGBENCH (path); DATABASE_URL (use that database instead); LOAD_SCENARIOS
-//! [unique,half,storm,create,poll,catchup] a subset to run while profiling (half needs unique,
+//! [unique,half,storm,create,poll,catchup,spend] a subset to run while profiling (half needs unique,
 //! poll polls the orders the webhook scenarios made); LOAD_RUST_LOG [info] the instances'
 //! log filter (the app's default).
 
@@ -42,6 +43,8 @@ mod output;
 mod pgbench;
 #[path = "load/scenarios.rs"]
 mod scenarios;
+#[path = "load/spend.rs"]
+mod spend;
 #[path = "load/stack.rs"]
 mod stack;
 
@@ -129,7 +132,7 @@ impl Settings {
             scenario_limit: Duration::from_secs(env_or("LOAD_SCENARIO_SECS", 30)),
             pg_settings,
             scenarios: std::env::var("LOAD_SCENARIOS")
-                .unwrap_or_else(|_| "unique,half,storm,create,poll,catchup".into())
+                .unwrap_or_else(|_| "unique,half,storm,create,poll,catchup,spend".into())
                 .split(',')
                 .map(|x| x.trim().to_owned())
                 .filter(|x| !x.is_empty())
@@ -280,6 +283,9 @@ async fn run(s: Settings) -> anyhow::Result<()> {
         }
         if bench.s.wants("catchup") {
             bench.catchup().await?;
+        }
+        if bench.s.wants("spend") {
+            bench.spend().await?;
         }
         bench.balances().await
     }

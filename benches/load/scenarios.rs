@@ -122,7 +122,7 @@ impl Bench {
     /// segments, and each new 16 MiB segment is zero-filled and flushed while commits
     /// wait (≈ every 5 000 events here): the half-peak tail showed a burst of slow
     /// requests per segment. A server that has run a while recycles its segments.
-    async fn mark(&mut self) -> anyhow::Result<Mark> {
+    pub async fn mark(&mut self) -> anyhow::Result<Mark> {
         if let Err(e) = stack::exec(&mut self.conn, "CHECKPOINT").await {
             if !self.checkpoint_refused {
                 println!("  (CHECKPOINT before measurements refused, measuring without: {e})");
@@ -141,7 +141,7 @@ impl Bench {
     }
 
     /// Attaches the CPU used since `mark` to `r` and prints it, with the server counters.
-    async fn finish(&mut self, mark: &Mark, r: &mut Report) -> anyhow::Result<()> {
+    pub async fn finish(&mut self, mark: &Mark, r: &mut Report) -> anyhow::Result<()> {
         r.cpu = Some(Usage::between(&mark.cpu, &self.meter.snapshot()));
         print_report(r);
         let db = DbStats::read(&mut self.conn).await?.since(&mark.db);
@@ -149,7 +149,11 @@ impl Bench {
         Ok(())
     }
 
-    async fn pgbench(&mut self, title: &str, job: pgbench::Job<'_>) -> Option<pgbench::Outcome> {
+    pub async fn pgbench(
+        &mut self,
+        title: &str,
+        job: pgbench::Job<'_>,
+    ) -> Option<pgbench::Outcome> {
         let pgb = self.pgbench.clone()?;
         let mark = self.mark().await.ok()?;
         let result = pgbench::run(&pgb, &self.work, &self.db_url, job).await;
