@@ -825,7 +825,7 @@ impl Bench {
             stack::check_balances(&mut self.conn, &self.client, &self.a.base, &self.tag).await?;
         self.all_ok &= wrong == 0;
         println!(
-            "  {checked} accounts: balance = Σ ledger = credits of paid orders for {} of them; total {total} credits{}",
+            "  {checked} accounts: balance = Σ ledger = credits of paid orders (+ the spend scenario's seeded grants − its spends) for {} of them; total {total} credits{}",
             checked - wrong,
             first.map_or(String::new(), |f| format!("; first wrong: {f}"))
         );

@@ -360,9 +360,11 @@ pub async fn check_balances(
     tag: &str,
 ) -> anyhow::Result<(usize, usize, i64, Option<String>)> {
     let expected: Vec<Expected> = diesel::sql_query(format!(
-        "SELECT a.email, COALESCE(sum(o.credits) FILTER (WHERE o.status = 'paid'), 0)::bigint AS paid_credits \
+        "SELECT a.email, (COALESCE(sum(o.credits) FILTER (WHERE o.status = 'paid'), 0) \
+           + (SELECT COALESCE(sum(delta), 0) FROM ledger WHERE account_id = a.id AND cause = 'bench') \
+           - (SELECT COALESCE(sum(credits), 0) FROM spends WHERE account_id = a.id AND reversed_at IS NULL))::bigint AS paid_credits \
          FROM accounts a LEFT JOIN orders o ON o.account_id = a.id \
-         WHERE a.email LIKE 'load-{tag}-%' GROUP BY a.email"
+         WHERE a.email LIKE 'load-{tag}-%' GROUP BY a.email, a.id"
     ))
     .load(conn)
     .await?;
@@ -538,6 +540,7 @@ pub fn command(db_url: &str, stripe_base: &str, pool_size: usize) -> Command {
         .env("RECONCILE_INTERVAL_SECS", "0")
         // The harness creates thousands of orders from one address.
         .env("RATE_LIMIT_ORDERS", "1000000/min")
+        .env("RATE_LIMIT_CREDITS_API", "100000000/min")
         .env("DATABASE_POOL_SIZE", pool_size.to_string())
         .env(
             "RUST_LOG",

@@ -33,6 +33,12 @@ crate::text_enum! {
     }
 }
 
+impl serde::Serialize for OrderStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl OrderStatus {
     /// Statuses the reconciler still asks the provider about.
     pub const UNSETTLED: [OrderStatus; 3] = [

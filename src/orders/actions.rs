@@ -52,12 +52,6 @@ pub struct Performed {
     pub replayed: bool,
 }
 
-impl Serialize for OrderStatus {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
 /// The checked plan: the refund amount is settled here, before anything is claimed.
 struct Plan {
     kind: ActionKind,

@@ -65,12 +65,7 @@ async fn lost_success_refund_and_dispute_are_applied_by_one_pass_and_never_twice
     for e in &events {
         assert_eq!(app.deliver(e).await.1, "duplicate");
     }
-    let view: Value = app
-        .admin_get(&format!("/admin/api/orders/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let view: Value = app.admin_json(&format!("/admin/api/orders/{id}")).await;
     let deltas: Vec<i64> = view["ledger"]
         .as_array()
         .unwrap()
@@ -78,7 +73,7 @@ async fn lost_success_refund_and_dispute_are_applied_by_one_pass_and_never_twice
         .map(|e| e["delta"].as_i64().unwrap())
         .collect();
     assert_eq!(deltas, [100, -50], "one grant, one revocation");
-    let dashboard = app.admin_get("/admin").await.text().await.unwrap();
+    let dashboard = app.admin_text("/admin").await;
     assert!(
         dashboard.contains("listed 3, applied 0, duplicate 3, errors 0"),
         "the dashboard shows the last catch-up"

@@ -34,12 +34,7 @@ async fn a_hundred_concurrent_deliveries_of_one_event_apply_once() {
     let id = order["id"].as_str().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let page = app
-            .admin_get(&format!("/admin/orders/{id}"))
-            .await
-            .text()
-            .await
-            .unwrap();
+        let page = app.admin_text(&format!("/admin/orders/{id}")).await;
         if page.contains("99 duplicate deliveries absorbed") {
             break;
         }
@@ -49,12 +44,7 @@ async fn a_hundred_concurrent_deliveries_of_one_event_apply_once() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let listed: serde_json::Value = app
-        .admin_get("/admin/api/events?outcome=duplicate")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed: serde_json::Value = app.admin_json("/admin/api/events?outcome=duplicate").await;
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0]["event_id"], event["id"]);

@@ -395,7 +395,7 @@ async fn each_key_has_its_own_rate_and_the_operator_sees_keys_and_deficits() {
         app.deliver(&refunded(&new_event_id(), &order, 500)).await.1,
         "applied"
     );
-    let page = app.admin_get("/admin").await.text().await.unwrap();
+    let page = app.admin_text("/admin").await;
     assert!(
         page.contains(&email) && page.contains("-40"),
         "deficit listed"

@@ -313,6 +313,16 @@ impl TestApp {
             .expect("admin get")
     }
 
+    /// An operator page's HTML.
+    pub async fn admin_text(&self, path: &str) -> String {
+        self.admin_get(path).await.text().await.expect("admin page")
+    }
+
+    /// An operator JSON answer.
+    pub async fn admin_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.admin_get(path).await.json().await.expect("admin json")
+    }
+
     pub async fn balance(&self, email: &str) -> i64 {
         let res = self
             .admin_get(&format!("/admin/api/accounts/{email}"))

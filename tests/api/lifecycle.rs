@@ -26,11 +26,8 @@ async fn paid_order() -> (TestApp, StripeDouble, Value, String) {
 
 async fn ledger(app: &TestApp, order_id: &str) -> Vec<(String, i64)> {
     let view: Value = app
-        .admin_get(&format!("/admin/api/orders/{order_id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .admin_json(&format!("/admin/api/orders/{order_id}"))
+        .await;
     view["ledger"]
         .as_array()
         .unwrap()
@@ -90,12 +87,7 @@ async fn a_lost_dispute_revokes_what_the_refunds_left_once() {
     assert_eq!(app.order_status(id).await, "dispute_lost");
     assert_eq!(ledger(&app, id).await.len(), 3);
     // The operator and the shopper read what happened in plain words.
-    let admin = app
-        .admin_get(&format!("/admin/orders/{id}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let admin = app.admin_text(&format!("/admin/orders/{id}")).await;
     for words in [
         "lost: every remaining credit taken back",
         "-50 credits, taken back: the dispute was lost (dispute)",
@@ -122,12 +114,7 @@ async fn a_won_dispute_restores_the_status_and_keeps_the_credits() {
     let id = order["id"].as_str().unwrap();
     let pi = order["payment_intent_id"].as_str().unwrap();
     let email_balance = || async {
-        let view: Value = app
-            .admin_get(&format!("/admin/api/orders/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let view: Value = app.admin_json(&format!("/admin/api/orders/{id}")).await;
         view["ledger"]
             .as_array()
             .unwrap()
@@ -206,12 +193,7 @@ async fn a_refund_that_fails_after_a_full_refund_gives_the_credits_back_once() {
         3,
         "each failure asks for the charge's refund total"
     );
-    let admin = app
-        .admin_get(&format!("/admin/orders/{id}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let admin = app.admin_text(&format!("/admin/orders/{id}")).await;
     assert!(admin.contains("+100 credits, given back: a refund failed or was canceled"));
     app.assert_money_invariant().await;
 }

@@ -379,12 +379,7 @@ async fn action_forms_need_csrf_and_the_json_twins_need_json() {
 
     // The page's own form, submitted twice (a double click): one refund, and the result
     // shown after the redirect.
-    let page = app
-        .admin_get(&format!("/admin/orders/{id}"))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = app.admin_text(&format!("/admin/orders/{id}")).await;
     let token = csrf_token(&page);
     let key_at = page.find("name=\"action_key\" value=\"").unwrap() + 26;
     let key = &page[key_at..key_at + page[key_at..].find('"').unwrap()];
@@ -405,7 +400,7 @@ async fn action_forms_need_csrf_and_the_json_twins_need_json() {
     let location = first.headers()["location"].to_str().unwrap().to_owned();
     assert_eq!(submit().await.unwrap().status(), 303);
     assert_eq!(stripe.requests("POST", "/v1/refunds").await.len(), 1);
-    let shown = app.admin_get(&location).await.text().await.unwrap();
+    let shown = app.admin_text(&location).await;
     assert!(
         shown.contains("class=\"flash\""),
         "the result is shown after the redirect"

@@ -172,12 +172,7 @@ async fn invalid_order_requests_are_refused_with_an_error_body_and_nothing_store
             "{why}"
         );
     }
-    let counts: Value = app
-        .admin_get("/admin/api/events")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let counts: Value = app.admin_json("/admin/api/events").await;
     assert_eq!(counts, json!([]));
     let mut conn = app.db.conn().await;
     use diesel_async::RunQueryDsl;

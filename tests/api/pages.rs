@@ -277,12 +277,7 @@ async fn returning_with_succeeded_syncs_once_when_the_webhook_never_arrives() {
         1,
         "rate-limited to one provider call"
     );
-    let view: Value = app
-        .admin_get(&format!("/admin/api/orders/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let view: Value = app.admin_json(&format!("/admin/api/orders/{id}")).await;
     assert_eq!(
         view["transitions"].as_array().unwrap().last().unwrap()["cause"],
         "return_sync"

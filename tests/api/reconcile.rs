@@ -48,12 +48,7 @@ async fn a_success_with_no_webhook_is_paid_after_one_pass_and_granted_once() {
         "noop"
     );
     assert_eq!(app.balance(&email).await, 100);
-    let view: Value = app
-        .admin_get(&format!("/admin/api/orders/{id}"))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let view: Value = app.admin_json(&format!("/admin/api/orders/{id}")).await;
     assert_eq!(
         view["transitions"].as_array().unwrap().last().unwrap()["cause"],
         "reconciler"

@@ -73,12 +73,7 @@ async fn a_sandbox_success_is_delivered_and_granted_once_under_every_chaos() {
             "{chaos:?}: a stale failure must not undo the payment"
         );
         assert_eq!(app.balance(&email).await, 100, "{chaos:?}");
-        let view: Value = app
-            .admin_get(&format!("/admin/api/orders/{id}"))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let view: Value = app.admin_json(&format!("/admin/api/orders/{id}")).await;
         let expected_events = if chaos == Chaos::OutOfOrder { 2 } else { 1 };
         assert_eq!(
             view["events"].as_array().unwrap().len(),

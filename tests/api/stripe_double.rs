@@ -71,34 +71,27 @@ impl Respond for CreateResponder {
     }
 }
 
+/// `GET /v1/<things>/{id}`: the stored object, or Stripe's 404.
 struct RetrieveResponder {
     intents: Arc<Mutex<Intents>>,
+    /// "payment_intent" or "charge".
+    kind: &'static str,
 }
 
 impl Respond for RetrieveResponder {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let id = req.url.path().rsplit('/').next().unwrap_or_default();
-        match self.intents.lock().unwrap().objects.get(id) {
+        let intents = self.intents.lock().unwrap();
+        let store = if self.kind == "charge" {
+            &intents.charges
+        } else {
+            &intents.objects
+        };
+        match store.get(id) {
             Some(o) => ResponseTemplate::new(200).set_body_json(o.clone()),
-            None => ResponseTemplate::new(404).set_body_json(
-                json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such payment_intent"}}),
-            ),
-        }
-    }
-}
-
-struct ChargeResponder {
-    intents: Arc<Mutex<Intents>>,
-}
-
-impl Respond for ChargeResponder {
-    fn respond(&self, req: &Request) -> ResponseTemplate {
-        let id = req.url.path().rsplit('/').next().unwrap_or_default();
-        match self.intents.lock().unwrap().charges.get(id) {
-            Some(c) => ResponseTemplate::new(200).set_body_json(c.clone()),
-            None => ResponseTemplate::new(404).set_body_json(
-                json!({"error": {"type": "invalid_request_error", "code": "resource_missing", "message": "No such charge"}}),
-            ),
+            None => ResponseTemplate::new(404).set_body_json(json!({"error": {
+                "type": "invalid_request_error", "code": "resource_missing",
+                "message": format!("No such {}", self.kind)}})),
         }
     }
 }
@@ -271,13 +264,15 @@ impl StripeDouble {
             .and(path_regex(r"^/v1/payment_intents/[A-Za-z0-9_]+$"))
             .respond_with(RetrieveResponder {
                 intents: intents.clone(),
+                kind: "payment_intent",
             })
             .mount(&server)
             .await;
         Mock::given(method("GET"))
             .and(path_regex(r"^/v1/charges/[A-Za-z0-9_]+$"))
-            .respond_with(ChargeResponder {
+            .respond_with(RetrieveResponder {
                 intents: intents.clone(),
+                kind: "charge",
             })
             .mount(&server)
             .await;

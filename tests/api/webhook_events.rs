@@ -96,12 +96,7 @@ async fn unknown_types_thin_events_connect_events_and_unknown_orders_answer_200(
         "pending"
     );
     // Every verified event is stored once, with its outcome.
-    let events: Vec<Value> = app
-        .admin_get("/admin/api/events")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let events: Vec<Value> = app.admin_json("/admin/api/events").await;
     assert_eq!(events.len(), 6);
     assert!(events.iter().all(|e| e["outcome"].is_string()));
 }
@@ -166,12 +161,7 @@ async fn malformed_events_are_400_and_not_stored() {
             "{why}"
         );
     }
-    let events: Vec<Value> = app
-        .admin_get("/admin/api/events")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let events: Vec<Value> = app.admin_json("/admin/api/events").await;
     assert!(events.is_empty());
     assert_eq!(
         app.order_status(order["id"].as_str().unwrap()).await,
@@ -468,18 +458,10 @@ async fn the_admin_order_view_shows_transitions_events_and_ledger() {
     assert_eq!(account["balance"], 100);
     assert_eq!(account["ledger"].as_array().unwrap().len(), 1);
     let applied: Vec<Value> = app
-        .admin_get("/admin/api/events?outcome=applied&type=payment_intent.succeeded")
-        .await
-        .json()
-        .await
-        .unwrap();
+        .admin_json("/admin/api/events?outcome=applied&type=payment_intent.succeeded")
+        .await;
     assert_eq!(applied.len(), 1);
-    let none: Vec<Value> = app
-        .admin_get("/admin/api/events?outcome=mismatch")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let none: Vec<Value> = app.admin_json("/admin/api/events?outcome=mismatch").await;
     assert!(none.is_empty());
     let nul = app.admin_get("/admin/api/events?outcome=applied%00").await;
     assert_eq!(nul.status().as_u16(), 400);

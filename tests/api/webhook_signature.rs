@@ -8,12 +8,7 @@ use crate::helpers::{
 };
 
 async fn stored_events(app: &crate::helpers::TestApp) -> usize {
-    let events: Vec<Value> = app
-        .admin_get("/admin/api/events")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let events: Vec<Value> = app.admin_json("/admin/api/events").await;
     events.len()
 }
 
