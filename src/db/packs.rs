@@ -10,7 +10,6 @@ use crate::db::schema::packs;
 #[diesel(table_name = packs, check_for_backend(diesel::pg::Pg))]
 pub struct Pack {
     pub id: String,
-    #[serde(skip)]
     pub name: String,
     pub credits: i64,
     pub amount: i64,

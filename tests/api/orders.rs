@@ -15,13 +15,13 @@ async fn packs_are_listed_with_their_price() {
     let packs: Vec<Value> = res.json().await.unwrap();
     assert!(packs.len() >= 3);
     for p in &packs {
-        for field in ["id", "credits", "amount", "currency"] {
+        for field in ["id", "name", "credits", "amount", "currency"] {
             assert!(!p[field].is_null(), "{field} missing in {p}");
         }
     }
     assert_eq!(
         packs[0],
-        json!({"id": "starter", "credits": 100, "amount": 500, "currency": "usd"})
+        json!({"id": "starter", "name": "Starter", "credits": 100, "amount": 500, "currency": "usd"})
     );
 }
 
