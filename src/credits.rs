@@ -56,7 +56,13 @@ pub async fn authenticate(state: &AppState, authorization: Option<&str>) -> Resu
     if !matches || key.revoked_at.is_some() {
         return Err(AppError::Unauthorized);
     }
-    db::api_keys::touch(&mut conn, id).await?;
+    // Recorded at most once a minute: a write per request would cost every call.
+    let stale = key
+        .last_used_at
+        .is_none_or(|t| chrono::Utc::now() - t > chrono::Duration::minutes(1));
+    if stale {
+        db::api_keys::touch(&mut conn, id).await?;
+    }
     Ok(id)
 }
 
@@ -206,6 +212,8 @@ pub async fn spend(
             let account = db::spends::lock_account(c, email.as_str())
                 .await?
                 .ok_or(AppError::NotFound("account"))?;
+            // A new statement, so a new snapshot: it sees every spend committed before
+            // this one got the lock.
             let balance = ledger::balance(c, account).await?;
             if balance < credits {
                 return Err(AppError::Client {
@@ -215,22 +223,24 @@ pub async fn spend(
                 });
             }
             let id = Uuid::new_v4();
-            let spend = db::spends::insert(c, id, account, credits, &reference, key_id).await?;
-            ledger::insert(
-                c,
-                &ledger::NewEntry {
-                    account_id: account,
-                    order_id: None,
-                    spend_id: Some(id),
-                    kind: "spend",
-                    delta: -credits,
-                    refund_total: 0,
-                    cause: "credits_api",
-                },
-            )
-            .await?;
-            // Tied to the key in the same transaction: a retry after a crash resumes it.
-            db::idempotency::set_order(c, &idem, id).await?;
+            let entry = ledger::NewEntry {
+                account_id: account,
+                order_id: None,
+                spend_id: Some(id),
+                kind: "spend",
+                delta: -credits,
+                refund_total: 0,
+                cause: "credits_api",
+            };
+            // One round trip: the rows need nothing from each other, and any failure
+            // aborts the transaction with all of them. The spend is tied to its key in
+            // the same transaction, so a retry after a crash resumes it.
+            let shared: &diesel_async::AsyncPgConnection = c;
+            let (spend, (), ()) = futures_util::try_join!(
+                db::spends::insert(shared, id, account, credits, &reference, key_id),
+                ledger::insert(shared, &entry),
+                db::idempotency::set_order(shared, &idem, id),
+            )?;
             Ok(Spent {
                 id: spend.id,
                 credits,

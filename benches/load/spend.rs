@@ -2,8 +2,9 @@
 //! LOAD_SPENDS [5000] of them at LOAD_SPEND_CONCURRENCY [32], first spread over the
 //! run's 50 accounts, then all on one hot account; against pgbench running the same
 //! debit on the same database at the same client count: the Idempotency-Key claim
-//! (its own transaction), then account row lock, Σ ledger, the spend and ledger rows and
-//! the key's spend id in one transaction, then the key's completion.
+//! (its own transaction), then the account row lock, Σ ledger, the spend and ledger
+//! rows and the key's spend id in one transaction, one statement per round trip (the app
+//! pipelines the last three), then the key's completion.
 
 use std::sync::Arc;
 

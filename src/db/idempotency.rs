@@ -87,13 +87,14 @@ pub async fn take_over(
         .map(|_| ())
 }
 
-pub async fn set_order(conn: &mut AsyncPgConnection, key: &str, order_id: Uuid) -> QueryResult<()> {
+/// Takes a shared connection, so a caller can pipeline it with its other writes.
+pub async fn set_order(mut conn: &AsyncPgConnection, key: &str, order_id: Uuid) -> QueryResult<()> {
     diesel::update(idempotency_keys::table.find(key))
         .set((
             idempotency_keys::order_id.eq(order_id),
             idempotency_keys::heartbeat_at.eq(diesel::dsl::now),
         ))
-        .execute(conn)
+        .execute(&mut conn)
         .await
         .map(|_| ())
 }
