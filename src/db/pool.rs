@@ -106,23 +106,41 @@ impl Db {
 
     /// Runs `query`, ONE read statement outside any transaction, on this thread's
     /// shared connection (see above). Never a transaction or a write: those take `get`.
+    /// A read is safe to repeat, so one that failed because its connection was gone (the
+    /// database restarted, or killed it) runs once more on a fresh connection: a restart
+    /// costs the shopper's poll nothing.
     pub async fn read<T>(
         &self,
-        query: impl AsyncFnOnce(&AsyncPgConnection) -> QueryResult<T>,
+        query: impl AsyncFn(&AsyncPgConnection) -> QueryResult<T>,
     ) -> Result<T, ReadError> {
         let shard = self.home();
         let Some(reads) = &shard.reads else {
             let conn = shard.pool.get().await.map_err(ReadError::Pool)?;
-            return query(&conn).await.map_err(ReadError::Query);
+            return match query(&conn).await {
+                Err(e) if connection_lost(&e) => {
+                    // A pooled connection that died is discarded, not returned to the pool.
+                    drop(PooledConn::take(conn));
+                    let fresh = shard.pool.get().await.map_err(ReadError::Pool)?;
+                    query(&fresh).await.map_err(ReadError::Query)
+                }
+                other => other.map_err(ReadError::Query),
+            };
         };
-        let conn = reads.connection().await.map_err(ReadError::Pool)?;
-        let result = query(&conn).await;
-        if result.is_err() {
+        let mut retried = false;
+        loop {
+            let conn = reads.connection().await.map_err(ReadError::Pool)?;
+            let result = query(&conn).await;
+            let Err(e) = &result else {
+                return result.map_err(ReadError::Query);
+            };
             // A lookup fails for connection-level reasons, or something odd: either way a
             // new connection costs one connect, a dead one kept would fail every poll.
             reads.forget(&conn).await;
+            if retried || !connection_lost(e) {
+                return result.map_err(ReadError::Query);
+            }
+            retried = true;
         }
-        result.map_err(ReadError::Query)
     }
 
     /// Gives the calling thread its own shard, the next in turn. Each actix worker
@@ -245,6 +263,22 @@ impl SharedReads {
         if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, failed)) {
             *slot = None;
         }
+    }
+}
+
+/// The connection is gone (closed, or the server ended it), whatever the query was.
+fn connection_lost(err: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match err {
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        ) => true,
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            let m = info.message();
+            m.contains("connection closed") || m.contains("terminating connection")
+        }
+        _ => false,
     }
 }
 

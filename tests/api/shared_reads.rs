@@ -100,22 +100,16 @@ async fn a_killed_shared_connection_is_replaced() {
     .execute(&mut conn)
     .await
     .unwrap();
-    // The first poll on a dead connection may answer 503 (retry), never 500; within a
-    // few polls a new connection answers.
-    let mut statuses = Vec::new();
+    // A read is safe to repeat: the poll on the dead connection runs again on a fresh
+    // one and answers 200 at once, every time, on every worker.
     for _ in 0..10 {
         let res = app.get_order(id).await;
-        statuses.push(res.status().as_u16());
-        if res.status() == 200 {
-            let body: Value = res.json().await.unwrap();
-            assert_eq!(body["id"], order["id"]);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(
+            res.status(),
+            200,
+            "a poll after the connections were killed"
+        );
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["id"], order["id"]);
     }
-    assert_eq!(statuses.last(), Some(&200), "{statuses:?}");
-    assert!(
-        statuses.iter().all(|s| *s == 200 || *s == 503),
-        "{statuses:?}"
-    );
 }
