@@ -75,7 +75,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     // Pages. Exact resources, so `/admin` and `/admin/...` never shadow `/admin/api/...`.
     .service(resource("/").route(web::get().to(pages::get_checkout)))
-    .service(resource("/checkout").route(web::post().to(pages::post_checkout)))
+    .service(
+        resource("/checkout")
+            .route(web::post().to(pages::post_checkout))
+            // Enter in the address bar after a form error: back to the checkout.
+            .route(web::get().to(|| async { html::see_other("/") })),
+    )
+    .service(resource("/favicon.ico").route(web::get().to(favicon)))
     .service(resource("/orders/{id}/pay").route(web::get().to(pages::get_pay_page)))
     .service(resource("/orders/{id}/status").route(web::get().to(status_page::get_status_page)))
     .service(
@@ -92,6 +98,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(resource("/admin/events").route(web::get().to(admin_events::get_events)))
     .service(resource("/admin/reconcile").route(web::post().to(admin::post_reconcile)))
     .default_service(web::to(not_found));
+}
+
+/// The shop's mark (the check in a square from the page header), so browsers stop
+/// asking for a file that is not there.
+async fn favicon() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("image/svg+xml")
+        .insert_header(("Cache-Control", "public, max-age=86400"))
+        .body(
+            r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" fill="#4338ca"/><path d="M9 16.5l4.5 4.5L23 11.5" stroke="#fff" stroke-width="3.2" fill="none" stroke-linecap="round" stroke-linejoin="round"/></svg>"##,
+        )
 }
 
 /// A resource whose wrong methods answer 405 in our error shape.

@@ -308,3 +308,25 @@ async fn a_redirect_status_is_never_proof_of_payment() {
         "the sandbox intent was never paid"
     );
 }
+
+#[tokio::test]
+async fn get_checkout_goes_back_to_the_checkout_and_there_is_a_favicon() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(format!("{}/checkout", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/");
+    let icon = app
+        .client
+        .get(format!("{}/favicon.ico", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(icon.status(), 200);
+    assert_eq!(icon.headers()["content-type"], "image/svg+xml");
+    assert!(icon.text().await.unwrap().starts_with("<svg"));
+}
