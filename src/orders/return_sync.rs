@@ -1,7 +1,8 @@
-//! Sync on return: when the shopper comes back from paying with `redirect_status=succeeded`
-//! and the webhook has not settled the order yet, ask the provider once, so a lost or late
-//! webhook does not leave the shopper waiting for the reconciler. The redirect itself is
-//! never proof of payment: only the provider's own answer is applied, via `settle::apply`.
+//! Sync on return: when the shopper is on the status page and the webhook has not settled
+//! the order a few seconds after it was made, ask the provider once (per order per
+//! MIN_INTERVAL), whatever `redirect_status` says, so a lost success, failure or cancel
+//! does not leave the shopper waiting for the reconciler. The redirect itself is never
+//! proof of anything: only the provider's own answer is applied, via `settle::apply`.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -22,22 +23,14 @@ pub const MIN_AGE: Duration = Duration::from_secs(3);
 /// One provider call per order per this interval, however often the page is reloaded.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The order as the status page should show it. `claims_success` is the redirect's
-/// `redirect_status=succeeded`: it only decides whether asking the provider is worth it.
-pub async fn order_for_status_page(
-    state: &AppState,
-    id: Uuid,
-    claims_success: bool,
-) -> Result<Order, AppError> {
+/// The order as the status page should show it, asking the provider first when it is
+/// still unsettled a few seconds after it was made (rate-limited per order).
+pub async fn order_for_status_page(state: &AppState, id: Uuid) -> Result<Order, AppError> {
     let order = crate::orders::lookup(state, id).await?;
     let Some(pi) = order.payment_intent_id.clone() else {
         return Ok(order);
     };
-    if !claims_success
-        || !order.status.is_unsettled()
-        || !old_enough(&order)
-        || !take_turn(id, Instant::now())
-    {
+    if !order.status.is_unsettled() || !old_enough(&order) || !take_turn(id, Instant::now()) {
         return Ok(order);
     }
     // A root span of its own: the request's span carries the URL, and with it the client secret.

@@ -49,7 +49,7 @@ async fn status_page(
     claims_success: bool,
 ) -> Result<HttpResponse, AppError> {
     let id = Uuid::parse_str(id).map_err(|_| AppError::NotFound("order"))?;
-    let order = return_sync::order_for_status_page(state, id, claims_success).await?;
+    let order = return_sync::order_for_status_page(state, id).await?;
     html::render(StatusCode::OK, &status_view(&order, claims_success))
 }
 

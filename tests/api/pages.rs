@@ -330,3 +330,39 @@ async fn get_checkout_goes_back_to_the_checkout_and_there_is_a_favicon() {
     assert_eq!(icon.headers()["content-type"], "image/svg+xml");
     assert!(icon.text().await.unwrap().starts_with("<svg"));
 }
+
+#[tokio::test]
+async fn a_decline_whose_webhook_is_lost_shows_on_the_status_page_whatever_the_redirect_says() {
+    let stripe = StripeDouble::start().await;
+    let app = spawn_app_with(&as_pairs(&stripe.env())).await;
+    let order = app.create_order(&unique_email(), "starter").await;
+    let id = order["id"].as_str().unwrap();
+    // Declined at Stripe; the payment_failed webhook never arrives.
+    stripe.set_status(
+        order["payment_intent_id"].as_str().unwrap(),
+        "requires_payment_method",
+    );
+    for path in [
+        format!("/orders/{id}/status"),
+        format!("/orders/{id}/status?redirect_status=failed"),
+    ] {
+        let (_, html) = page(&app, &path).await;
+        assert!(
+            !html.contains("Your payment failed"),
+            "not before the webhook had its chance"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let (_, html) = page(&app, &format!("/orders/{id}/status?redirect_status=failed")).await;
+    assert!(html.contains("Your payment failed."), "{html}");
+    assert_eq!(app.order_status(id).await, "failed");
+    let view: Value = app.admin_json(&format!("/admin/api/orders/{id}")).await;
+    assert_eq!(
+        view["transitions"].as_array().unwrap().last().unwrap()["cause"],
+        "return_sync"
+    );
+    assert!(
+        view["reason"].as_str().unwrap().contains("declined"),
+        "{view}"
+    );
+}
