@@ -28,7 +28,9 @@ struct StatusPage {
     tone: &'static str,
     headline: String,
     detail: &'static str,
-    retry: bool,
+    /// Where "Try again" leads: the same order for a failure (its PaymentIntent can be
+    /// paid again), a new checkout after a cancel.
+    retry_url: Option<String>,
 }
 
 /// Stripe appends `payment_intent`, `payment_intent_client_secret` and `redirect_status`.
@@ -79,7 +81,7 @@ fn status_view(order: &Order, claims_success: bool) -> StatusPage {
         S::Failed => (
             "bad",
             "Your payment failed.".to_owned(),
-            "The payment did not go through and no credits were added. You can try again.",
+            "The payment did not go through and no credits were added. You can try again with the same order.",
         ),
         S::Canceled => (
             "warn",
@@ -124,6 +126,10 @@ fn status_view(order: &Order, claims_success: bool) -> StatusPage {
         tone,
         headline,
         detail,
-        retry: matches!(order.status, S::Failed | S::Canceled),
+        retry_url: match order.status {
+            S::Failed => Some(format!("/orders/{}/pay", order.id)),
+            S::Canceled => Some("/".to_owned()),
+            _ => None,
+        },
     }
 }

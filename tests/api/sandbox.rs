@@ -162,3 +162,54 @@ async fn unknown_sandbox_intents_are_not_found() {
         assert_eq!(err.code(), "not_found", "{pi}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn try_again_after_a_decline_pays_the_same_order_with_the_same_payment_intent() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    let order = app.create_order(&email, "starter").await;
+    let id = order["id"].as_str().unwrap();
+    let pi = order["payment_intent_id"].as_str().unwrap();
+    act(&app.state, pi, Action::Fail, Chaos::None)
+        .await
+        .unwrap();
+    wait_for_status(&app, id, "failed", Duration::from_secs(10)).await;
+    // The failed page's "Try again" is this order's pay page, not a new checkout.
+    let html = app
+        .client
+        .get(format!("{}/orders/{id}/status", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(&format!("href=\"/orders/{id}/pay\"")),
+        "try again on the same order"
+    );
+    let pay = app
+        .client
+        .get(format!("{}/orders/{id}/pay", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pay.status(), 303);
+    assert_eq!(
+        pay.headers()["location"],
+        format!("/sandbox/pay/{pi}").as_str()
+    );
+    act(&app.state, pi, Action::Succeed, Chaos::None)
+        .await
+        .unwrap();
+    wait_for_status(&app, id, "paid", Duration::from_secs(10)).await;
+    assert_eq!(app.balance(&email).await, 100);
+    let mut conn = app.db.conn().await;
+    use diesel_async::RunQueryDsl;
+    let orders = diesel::sql_query("SELECT 1 FROM orders")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(orders, 1, "one order for one purchase");
+    app.assert_money_invariant().await;
+}
