@@ -239,10 +239,19 @@ async fn readiness_is_503_when_the_database_is_gone() {
     let app = spawn_app().await;
     let mut conn = crate::helpers::admin_conn().await;
     use diesel_async::SimpleAsyncConnection;
-    // Terminate every backend of this test database, and refuse new connections to it.
+    // Refuse new connections to this test database, then terminate every backend it has.
+    // Two statements, two transactions: in one batch the ALTER would only take effect at
+    // its commit, after the terminations, and a background task (the sandbox's delivery
+    // worker polls) could connect in between and lend its live connection to the order.
+    // The timeout makes each termination wait until that backend is gone.
     conn.batch_execute(&format!(
-        "ALTER DATABASE {0} ALLOW_CONNECTIONS false; \
-         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
+        "ALTER DATABASE {} ALLOW_CONNECTIONS false",
+        app.db.name
+    ))
+    .await
+    .unwrap();
+    conn.batch_execute(&format!(
+        "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = '{}'",
         app.db.name
     ))
     .await
