@@ -159,15 +159,7 @@ async fn the_eleventh_failed_login_in_a_minute_is_429_even_with_the_right_passwo
     assert!((1..=60).contains(&wait), "{wait}");
     let body: serde_json::Value = blocked.json().await.unwrap();
     assert_eq!(body["error"]["code"], "rate_limited");
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.get_text("/metrics").await;
     assert!(metrics.contains("admin_login_failures_total"));
 }
 

@@ -313,6 +313,18 @@ impl TestApp {
             .expect("admin get")
     }
 
+    /// The body of a plain GET (a page, /metrics), without credentials.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("get")
+            .text()
+            .await
+            .expect("body")
+    }
+
     /// An operator page's HTML.
     pub async fn admin_text(&self, path: &str) -> String {
         self.admin_get(path).await.text().await.expect("admin page")
@@ -336,15 +348,7 @@ impl TestApp {
 
     /// Sum of the samples of `metric` whose labels contain `label` (e.g. `outcome="applied"`).
     pub async fn metric(&self, metric: &str, label: &str) -> f64 {
-        let text = self
-            .client
-            .get(format!("{}/metrics", self.address))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = self.get_text("/metrics").await;
         text.lines()
             .filter(|l| l.starts_with(metric) && l.contains(label))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

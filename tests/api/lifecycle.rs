@@ -95,15 +95,7 @@ async fn a_lost_dispute_revokes_what_the_refunds_left_once() {
     ] {
         assert!(admin.contains(words), "admin order page lacks {words:?}");
     }
-    let shopper = app
-        .client
-        .get(format!("{}/orders/{id}/status", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let shopper = app.get_text(&format!("/orders/{id}/status")).await;
     assert!(shopper.contains("The dispute on this payment was lost."));
     app.assert_money_invariant().await;
 }

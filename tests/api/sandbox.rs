@@ -175,15 +175,7 @@ async fn try_again_after_a_decline_pays_the_same_order_with_the_same_payment_int
         .unwrap();
     wait_for_status(&app, id, "failed", Duration::from_secs(10)).await;
     // The failed page's "Try again" is this order's pay page, not a new checkout.
-    let html = app
-        .client
-        .get(format!("{}/orders/{id}/status", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.get_text(&format!("/orders/{id}/status")).await;
     assert!(
         html.contains(&format!("href=\"/orders/{id}/pay\"")),
         "try again on the same order"
