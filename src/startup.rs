@@ -186,6 +186,9 @@ impl Application {
                 app_state.db.claim_for_this_thread();
                 App::new()
                     .wrap(actix_web::middleware::from_fn(crate::web::drain::track))
+                    .wrap(actix_web::middleware::from_fn(
+                        crate::web::error_pages::html_for_browsers,
+                    ))
                     .wrap(tracing_actix_web::TracingLogger::<
                         crate::web::span::PathOnlySpan,
                     >::new())

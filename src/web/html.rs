@@ -80,22 +80,42 @@ pub fn error_page(err: &AppError) -> HttpResponse {
         // A root span of its own: the request's span would print the URL with the log line.
         tracing::error!(parent: None, code = err.code(), error = %err.chain(), "page failed");
     }
+    let mut res = plain_error_page(status, err.to_string());
+    match err {
+        AppError::DbUnavailable(_) => {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        AppError::RateLimited {
+            retry_after_secs, ..
+        } => {
+            if let Ok(v) = HeaderValue::from_str(&(*retry_after_secs).max(1).to_string()) {
+                res.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        _ => {}
+    }
+    res
+}
+
+/// The small HTML page for an error `status` with a message the shopper may read.
+pub fn plain_error_page(status: StatusCode, message: String) -> HttpResponse {
     let title = match status {
         StatusCode::NOT_FOUND => "Not found",
         StatusCode::FORBIDDEN => "Form expired",
         StatusCode::CONFLICT => "Already done",
+        StatusCode::UNAUTHORIZED => "Sign in required",
+        StatusCode::METHOD_NOT_ALLOWED => "Not allowed here",
+        StatusCode::TOO_MANY_REQUESTS => "Too many tries",
         s if s.is_server_error() => "Something went wrong",
         _ => "That did not work",
     };
     let page = ErrorPage {
         status: status.as_u16(),
         title,
-        message: err.to_string(),
+        message,
     };
     let mut res = builder(status);
-    if matches!(err, AppError::DbUnavailable(_)) {
-        res.insert_header((header::RETRY_AFTER, "1"));
-    }
     match page.render() {
         Ok(body) => res.body(body),
         Err(_) => res

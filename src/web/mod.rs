@@ -11,6 +11,7 @@ pub mod client;
 pub mod credits_api;
 pub mod csrf;
 pub mod drain;
+pub mod error_pages;
 pub mod health;
 pub mod html;
 pub mod pages;

@@ -12,6 +12,7 @@ mod cli;
 mod concurrency;
 mod credits;
 mod db_outage;
+mod error_pages;
 mod helpers;
 mod idempotency;
 mod lifecycle;

@@ -28,7 +28,7 @@ async fn page(app: &TestApp, path: &str) -> (u16, String) {
 }
 
 /// Posts the checkout form as a browser would: with the token from the page.
-async fn checkout(app: &TestApp, email: &str) -> reqwest::Response {
+pub async fn checkout(app: &TestApp, email: &str) -> reqwest::Response {
     let (_, html) = page(app, "/").await;
     let token = csrf_token(&html);
     let form = [
