@@ -194,16 +194,16 @@ pub async fn spend(
 ) -> Result<Spent, AppError> {
     let email = account_email(email)?;
     let mut conn = state.db.get().await?;
-    if let Some(earlier) = resume {
-        if let Some(spend) = db::spends::find(&mut conn, earlier).await? {
-            let balance = ledger::balance(&mut conn, spend.account_id).await?;
-            return Ok(Spent {
-                id: spend.id,
-                credits: spend.credits,
-                reference: spend.reference,
-                balance_after: balance,
-            });
-        }
+    if let Some(earlier) = resume
+        && let Some(spend) = db::spends::find(&mut conn, earlier).await?
+    {
+        let balance = ledger::balance(&mut conn, spend.account_id).await?;
+        return Ok(Spent {
+            id: spend.id,
+            credits: spend.credits,
+            reference: spend.reference,
+            balance_after: balance,
+        });
     }
     let idem = idempotency_key.to_owned();
     let reference = reference.to_owned();

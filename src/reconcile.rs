@@ -212,10 +212,10 @@ pub async fn run_loop(
         if let Err(e) = reconcile_once(&state, "loop").await {
             tracing::warn!(error = %e, "reconcile pass failed");
         }
-        if let Ok(mut conn) = state.db.get().await {
-            if let Err(e) = db::idempotency::delete_expired(&mut conn, 5_000).await {
-                tracing::warn!(error = %e, "sweeping expired idempotency keys failed");
-            }
+        if let Ok(mut conn) = state.db.get().await
+            && let Err(e) = db::idempotency::delete_expired(&mut conn, 5_000).await
+        {
+            tracing::warn!(error = %e, "sweeping expired idempotency keys failed");
         }
     }
 }

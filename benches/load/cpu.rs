@@ -83,10 +83,10 @@ impl Meter {
                     if !name.bytes().all(|b| b.is_ascii_digit()) {
                         continue;
                     }
-                    if let Some((ppid, own, _)) = stat(&name) {
-                        if ppid == self.postmaster {
-                            postgres += own;
-                        }
+                    if let Some((ppid, own, _)) = stat(&name)
+                        && ppid == self.postmaster
+                    {
+                        postgres += own;
                     }
                 }
             }

@@ -123,11 +123,11 @@ impl Bench {
     /// wait (≈ every 5 000 events here): the half-peak tail showed a burst of slow
     /// requests per segment. A server that has run a while recycles its segments.
     pub async fn mark(&mut self) -> anyhow::Result<Mark> {
-        if let Err(e) = stack::exec(&mut self.conn, "CHECKPOINT").await {
-            if !self.checkpoint_refused {
-                println!("  (CHECKPOINT before measurements refused, measuring without: {e})");
-                self.checkpoint_refused = true;
-            }
+        if let Err(e) = stack::exec(&mut self.conn, "CHECKPOINT").await
+            && !self.checkpoint_refused
+        {
+            println!("  (CHECKPOINT before measurements refused, measuring without: {e})");
+            self.checkpoint_refused = true;
         }
         self.snapshot().await
     }

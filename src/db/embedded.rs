@@ -100,15 +100,14 @@ impl EmbeddedPostgres {
             .execute(&mut conn)
             .await?
             == 1;
-        if !exists {
-            if let Err(e) = diesel::sql_query(format!("CREATE DATABASE {name}"))
+        if !exists
+            && let Err(e) = diesel::sql_query(format!("CREATE DATABASE {name}"))
                 .execute(&mut conn)
                 .await
-            {
-                // Another process may have created it between our two statements.
-                if !e.to_string().contains("already exists") {
-                    return Err(e).context("creating the database");
-                }
+        {
+            // Another process may have created it between our two statements.
+            if !e.to_string().contains("already exists") {
+                return Err(e).context("creating the database");
             }
         }
         Ok(())
@@ -303,16 +302,16 @@ pub fn find_bin_dir_in(
             .iter()
             .all(|b| dir.join(b).is_file())
     };
-    if let Some(path) = path {
-        if let Some(dir) = std::env::split_paths(&path).find(|d| has_server(d)) {
-            // PATH often holds symlinks (/usr/local/bin/initdb); the real dir has the rest.
-            return Some(
-                fs::canonicalize(dir.join("pg_ctl"))
-                    .ok()
-                    .and_then(|p| p.parent().map(Path::to_path_buf))
-                    .unwrap_or(dir),
-            );
-        }
+    if let Some(path) = path
+        && let Some(dir) = std::env::split_paths(&path).find(|d| has_server(d))
+    {
+        // PATH often holds symlinks (/usr/local/bin/initdb); the real dir has the rest.
+        return Some(
+            fs::canonicalize(dir.join("pg_ctl"))
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .unwrap_or(dir),
+        );
     }
     if let Ok(out) = Command::new(pg_config).arg("--bindir").output() {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());

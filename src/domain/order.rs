@@ -240,12 +240,12 @@ impl Facts {
 pub fn decide(order: &OrderState, fact: &PaymentFact) -> Decision {
     use OrderStatus::*;
 
-    if let (Some(ours), Some(theirs)) = (&order.payment_intent_id, &fact.payment_intent_id) {
-        if ours != theirs {
-            return Decision::Mismatch(format!(
-                "the event names PaymentIntent {theirs}; the order's is {ours}"
-            ));
-        }
+    if let (Some(ours), Some(theirs)) = (&order.payment_intent_id, &fact.payment_intent_id)
+        && ours != theirs
+    {
+        return Decision::Mismatch(format!(
+            "the event names PaymentIntent {theirs}; the order's is {ours}"
+        ));
     }
     let facts = Facts::of(order);
     let move_to = |to: OrderStatus| Decision::Apply(change(to, facts, None, false));

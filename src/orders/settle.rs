@@ -124,21 +124,21 @@ pub async fn lock(conn: &AsyncPgConnection, reference: &OrderRef) -> QueryResult
         .metadata_order_id
         .as_deref()
         .and_then(|s| Uuid::parse_str(s).ok());
-    if let Some(id) = by_metadata {
-        if let Some(order) = orders::lock(conn, id).await? {
-            return Ok(found(order, false));
-        }
+    if let Some(id) = by_metadata
+        && let Some(order) = orders::lock(conn, id).await?
+    {
+        return Ok(found(order, false));
     }
     let names_other = reference.metadata_order_id.is_some();
-    if let Some(pi) = &reference.payment_intent_id {
-        if let Some(order) = orders::lock_by_payment_intent(conn, pi).await? {
-            return Ok(found(order, names_other));
-        }
+    if let Some(pi) = &reference.payment_intent_id
+        && let Some(order) = orders::lock_by_payment_intent(conn, pi).await?
+    {
+        return Ok(found(order, names_other));
     }
-    if let Some(charge) = &reference.charge_id {
-        if let Some(order) = orders::lock_by_charge(conn, charge).await? {
-            return Ok(found(order, names_other));
-        }
+    if let Some(charge) = &reference.charge_id
+        && let Some(order) = orders::lock_by_charge(conn, charge).await?
+    {
+        return Ok(found(order, names_other));
     }
     Ok(None)
 }

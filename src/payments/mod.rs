@@ -51,10 +51,10 @@ pub struct RefundSnapshot {
 impl RefundSnapshot {
     pub fn from_json(v: &Value) -> Result<Self, String> {
         let obj = v.as_object().ok_or("refund is not an object")?;
-        if let Some(kind) = obj.get("object") {
-            if kind.as_str() != Some("refund") {
-                return Err(format!("object is {kind}, expected refund"));
-            }
+        if let Some(kind) = obj.get("object")
+            && kind.as_str() != Some("refund")
+        {
+            return Err(format!("object is {kind}, expected refund"));
         }
         let id = obj
             .get("id")
@@ -228,10 +228,10 @@ impl ChargeSnapshot {
     /// Reads a Charge JSON object leniently, like `IntentSnapshot::from_json`.
     pub fn from_json(v: &Value) -> Result<Self, String> {
         let obj = v.as_object().ok_or("charge is not an object")?;
-        if let Some(kind) = obj.get("object") {
-            if kind.as_str() != Some("charge") {
-                return Err(format!("object is {kind}, expected charge"));
-            }
+        if let Some(kind) = obj.get("object")
+            && kind.as_str() != Some("charge")
+        {
+            return Err(format!("object is {kind}, expected charge"));
         }
         let id = obj
             .get("id")
@@ -380,10 +380,10 @@ impl IntentSnapshot {
     /// there and well-typed; unknown fields and statuses are fine.
     pub fn from_json(v: &Value) -> Result<Self, String> {
         let obj = v.as_object().ok_or("payment intent is not an object")?;
-        if let Some(kind) = obj.get("object") {
-            if kind.as_str() != Some("payment_intent") {
-                return Err(format!("object is {kind}, expected payment_intent"));
-            }
+        if let Some(kind) = obj.get("object")
+            && kind.as_str() != Some("payment_intent")
+        {
+            return Err(format!("object is {kind}, expected payment_intent"));
         }
         let id = obj
             .get("id")

@@ -361,10 +361,10 @@ struct ObjectFields<'a>(&'a serde_json::Map<String, Value>);
 impl<'a> ObjectFields<'a> {
     fn new(object: &'a Value, expected: &str) -> Result<Self, String> {
         let map = object.as_object().ok_or("data.object is not an object")?;
-        if let Some(kind) = map.get("object") {
-            if kind.as_str() != Some(expected) {
-                return Err(format!("object is {kind}, expected {expected}"));
-            }
+        if let Some(kind) = map.get("object")
+            && kind.as_str() != Some(expected)
+        {
+            return Err(format!("object is {kind}, expected {expected}"));
         }
         if !map.get("id").is_some_and(Value::is_string) {
             return Err("missing string id".into());

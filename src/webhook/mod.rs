@@ -90,10 +90,10 @@ const TALLY_LIMIT: usize = 50_000;
 
 impl DuplicateTally {
     fn add(&self, event_id: &str) {
-        if let Ok(mut counts) = self.0.lock() {
-            if counts.len() < TALLY_LIMIT || counts.contains_key(event_id) {
-                *counts.entry(event_id.to_owned()).or_default() += 1;
-            }
+        if let Ok(mut counts) = self.0.lock()
+            && (counts.len() < TALLY_LIMIT || counts.contains_key(event_id))
+        {
+            *counts.entry(event_id.to_owned()).or_default() += 1;
         }
     }
 
