@@ -10,6 +10,7 @@ mod browser;
 mod catchup;
 mod cli;
 mod concurrency;
+mod crash;
 mod credits;
 mod db_outage;
 mod error_pages;

@@ -17,18 +17,31 @@ use crate::stripe_double::StripeDouble;
 
 /// `paidonce serve` on `db`, talking to `stripe`; returns the child and its address.
 async fn serve(db: &TestDb, stripe: &StripeDouble) -> (Child, String) {
+    let base = stripe.server.uri();
+    serve_with(
+        db,
+        &[
+            ("STRIPE_SECRET_KEY", "sk_test_shutdown"),
+            ("STRIPE_API_BASE", base.as_str()),
+        ],
+    )
+    .await
+}
+
+/// `paidonce serve` as a process of its own on `db`, with `env` added (no Stripe key:
+/// the sandbox provider); returns the child and its address once it listens.
+pub async fn serve_with(db: &TestDb, env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_paidonce"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("DATABASE_URL", &db.url)
         .env("PAIDONCE_BIND", "127.0.0.1:0")
-        .env("STRIPE_SECRET_KEY", "sk_test_shutdown")
-        .env("STRIPE_API_BASE", stripe.server.uri())
         .env("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
         .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("RECONCILE_INTERVAL_SECS", "0")
         .env("DATABASE_POOL_SIZE", "4")
         .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .current_dir(env!("CARGO_TARGET_TMPDIR"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
