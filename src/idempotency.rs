@@ -313,4 +313,36 @@ mod tests {
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
+
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1024))]
+
+            /// Whatever the header holds: a key of 1-255 visible ASCII, or a 400.
+            #[test]
+            fn arbitrary_headers_are_a_valid_key_or_a_400(raw in proptest::collection::vec(any::<u8>(), 0..300)) {
+                match IdempotencyKey::parse(&raw) {
+                    Ok(key) => {
+                        prop_assert!((1..=255).contains(&key.as_str().len()));
+                        prop_assert!(key.as_str().bytes().all(|b| (b' '..=b'~').contains(&b)));
+                    }
+                    Err(e) => prop_assert_eq!(e.code(), "invalid_idempotency_key"),
+                }
+            }
+
+            /// The quoted form of any valid key names the same key.
+            #[test]
+            fn quoting_a_key_never_changes_it(key in "[!-~]{1,200}") {
+                let quoted = format!("\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""));
+                let bare = IdempotencyKey::parse(key.as_bytes());
+                // A bare key that is itself quoted text is read as its quoted form.
+                if !(key.len() >= 2 && key.starts_with('"') && key.ends_with('"')) {
+                    prop_assert_eq!(bare.ok(), IdempotencyKey::parse(quoted.as_bytes()).ok());
+                }
+            }
+        }
+    }
 }

@@ -625,4 +625,111 @@ mod tests {
         );
         assert_eq!(reference.charge_id.as_deref(), Some("ch_1"));
     }
+
+    /// Fuzzing by property (issue 18): cargo-fuzz needs the whole dependency tree rebuilt
+    /// on nightly with sanitizers, longer than all of CI; proptest runs in `cargo test`
+    /// with a bounded number of cases and shrinks what it finds.
+    mod fuzz {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Any JSON value, nested a few levels, strings including control characters.
+        fn any_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(|n| json!(n)),
+                any::<f64>().prop_map(|f| json!(f)),
+                any::<u64>().prop_map(|n| json!(n)),
+                ".{0,40}".prop_map(Value::String),
+                prop_oneof![
+                    Just("payment_intent.succeeded"),
+                    Just("charge.refunded"),
+                    Just("charge.dispute.closed"),
+                    Just("refund.failed"),
+                    Just("pi_1"),
+                    Just("ch_1"),
+                    Just("failed"),
+                    Just("succeeded"),
+                ]
+                .prop_map(|s| json!(s)),
+            ];
+            leaf.prop_recursive(3, 24, 6, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    proptest::collection::btree_map(".{0,12}", inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// The fields settlement reads, in a well-formed envelope.
+        const FIELDS: [&str; 16] = [
+            "id",
+            "type",
+            "created",
+            "livemode",
+            "account",
+            "amount",
+            "amount_received",
+            "amount_refunded",
+            "currency",
+            "status",
+            "payment_intent",
+            "charge",
+            "metadata",
+            "last_payment_error",
+            "latest_charge",
+            "refunds",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..600)) {
+                if let Ok(e) = Event::parse(&body) {
+                    let _ = e.meaning();
+                }
+            }
+
+            #[test]
+            fn arbitrary_json_never_panics(v in any_json()) {
+                if let Ok(e) = Event::parse(v.to_string().as_bytes()) {
+                    let _ = e.meaning();
+                }
+            }
+
+            /// A real event's fields replaced by hostile values, at the top and in the
+            /// object: a clean answer (a meaning or an error), never a panic.
+            #[test]
+            fn real_events_with_hostile_fields_never_panic(
+                kind in prop_oneof![
+                    Just("payment_intent.succeeded"), Just("payment_intent.payment_failed"),
+                    Just("payment_intent.canceled"), Just("charge.refunded"),
+                    Just("charge.dispute.created"), Just("charge.dispute.closed"),
+                    Just("refund.failed"), Just("charge.refund.updated"),
+                ],
+                replacements in proptest::collection::vec((0..FIELDS.len(), any_json(), any::<bool>()), 1..5),
+            ) {
+                let mut v = json!({
+                    "id": "evt_1", "object": "event", "type": kind, "created": 1_700_000_000,
+                    "livemode": false, "api_version": "2026-09-30.endive",
+                    "data": {"object": {
+                        "id": "pi_1", "object": "payment_intent", "amount": 500,
+                        "amount_received": 500, "amount_refunded": 0, "currency": "usd",
+                        "status": "succeeded", "payment_intent": "pi_1", "charge": "ch_1",
+                        "latest_charge": "ch_1", "metadata": {"order_id": "ord_1"},
+                    }},
+                });
+                for (field, value, top) in replacements {
+                    let target = if top { &mut v } else { &mut v["data"]["object"] };
+                    target[FIELDS[field]] = value;
+                }
+                if let Ok(e) = Event::parse(v.to_string().as_bytes()) {
+                    let _ = e.meaning();
+                }
+            }
+        }
+    }
 }

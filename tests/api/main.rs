@@ -15,6 +15,7 @@ mod credits;
 mod db_outage;
 mod error_pages;
 mod helpers;
+mod hostile_events;
 mod idempotency;
 mod lifecycle;
 mod limits;

@@ -129,7 +129,34 @@ fn tolerance_is_inclusive_in_both_directions() {
     }
 }
 
+/// Headers made of the pieces a real one has, in any order and number, so the parser's
+/// deeper branches (repeated keys, empty values, odd spacing, huge numbers) are reached.
+fn header_like() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        Just("t=".to_owned()),
+        Just("v1=".to_owned()),
+        Just("v0=".to_owned()),
+        Just(",".to_owned()),
+        Just(" ".to_owned()),
+        Just("=".to_owned()),
+        "[0-9]{0,25}",
+        "-[0-9]{1,20}",
+        "[0-9a-f]{0,70}",
+        ".{0,4}",
+    ];
+    proptest::collection::vec(piece, 0..16).prop_map(|p| p.concat())
+}
+
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    #[test]
+    fn header_shaped_input_never_panics_and_fails_with_a_known_code(h in header_like()) {
+        if let Err(e) = verify(&h, BODY, &secrets(&["whsec_test"]), NOW, 300) {
+            prop_assert!(["missing_signature", "malformed_signature", "timestamp_out_of_tolerance", "signature_mismatch"].contains(&e.code()), "{}", e.code());
+        }
+    }
+
     #[test]
     fn arbitrary_headers_never_panic(h in ".{0,300}", body in proptest::collection::vec(any::<u8>(), 0..300)) {
         let _ = verify(&h, &body, &secrets(&["whsec_test"]), NOW, 300);
