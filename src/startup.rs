@@ -114,12 +114,8 @@ pub async fn build_state(
         admin_failures: std::sync::Mutex::new(crate::domain::rate::SlidingWindow::new(
             config_admin_failures,
         )),
-        orders_per_client: std::sync::Mutex::new(crate::domain::rate::SlidingWindow::new(
-            config_orders,
-        )),
-        credits_per_key: std::sync::Mutex::new(crate::domain::rate::SlidingWindow::new(
-            config_credits,
-        )),
+        orders_per_client: crate::domain::rate::KeyedLimit::new(config_orders),
+        credits_per_key: crate::domain::rate::KeyedLimit::new(config_credits),
     })
 }
 

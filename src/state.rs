@@ -31,9 +31,9 @@ pub struct AppState {
     /// Duplicate webhook deliveries not yet added to their events.
     pub duplicates: crate::webhook::DuplicateTally,
     /// New orders per client address, this instance's (in memory).
-    pub orders_per_client: std::sync::Mutex<crate::domain::rate::SlidingWindow<std::net::IpAddr>>,
+    pub orders_per_client: crate::domain::rate::KeyedLimit<std::net::IpAddr>,
     /// Credits API requests per key, this instance's (in memory).
-    pub credits_per_key: std::sync::Mutex<crate::domain::rate::SlidingWindow<uuid::Uuid>>,
+    pub credits_per_key: crate::domain::rate::KeyedLimit<uuid::Uuid>,
     /// Failed operator logins per client address, this instance's (in memory).
     pub admin_failures: std::sync::Mutex<crate::domain::rate::SlidingWindow<std::net::IpAddr>>,
 }

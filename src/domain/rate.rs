@@ -1,5 +1,8 @@
-//! Rates as SPEC §2 writes them (`20/min`, `5/hour`, `10/sec`), and a sliding window
-//! that counts events per key. Pure: the caller passes the time.
+//! Rates as SPEC §2 writes them (`20/min`, `5/hour`, `10/sec`); `KeyedLimit`, the
+//! per-key limit on requests (governor's GCRA, lock-free, so a busy credits API does not
+//! queue on one mutex); and a sliding window that counts failures per key, for the one
+//! limit governor cannot express: refusing the right password while an address is over
+//! its failures needs a look at the count without adding to it.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -34,6 +37,38 @@ impl std::str::FromStr for Rate {
             other => return Err(format!("unknown unit {other:?}: use sec, min or hour")),
         };
         Ok(Rate { count, window })
+    }
+}
+
+/// Requests per key at `rate`: the first `count` at once, then one more each
+/// `window / count` (GCRA: a bucket of `count` that refills evenly). In memory, so per
+/// instance.
+pub struct KeyedLimit<K: Hash + Eq + Clone> {
+    limiter: governor::DefaultKeyedRateLimiter<K>,
+}
+
+impl<K: Hash + Eq + Clone> KeyedLimit<K> {
+    pub fn new(rate: Rate) -> Self {
+        let burst = std::num::NonZeroU32::new(rate.count).unwrap_or(std::num::NonZeroU32::MIN);
+        let period = (rate.window / burst.get()).max(Duration::from_nanos(1));
+        let quota = governor::Quota::with_period(period)
+            .unwrap_or_else(|| governor::Quota::per_second(burst))
+            .allow_burst(burst);
+        KeyedLimit {
+            limiter: governor::RateLimiter::keyed(quota),
+        }
+    }
+
+    /// Admits one request for `key`, or says how long until one would be admitted.
+    pub fn admit(&self, key: &K) -> Result<(), Duration> {
+        use governor::clock::Clock;
+        if self.limiter.len() >= SWEEP_AT {
+            // Keys whose bucket is full again are the same as absent ones.
+            self.limiter.retain_recent();
+        }
+        self.limiter.check_key(key).map_err(|not_until| {
+            not_until.wait_time_from(governor::clock::DefaultClock::default().now())
+        })
     }
 }
 
@@ -110,6 +145,23 @@ mod tests {
         for bad in ["", "20", "0/min", "-1/min", "x/min", "5/day", "5/"] {
             assert!(bad.parse::<Rate>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_keyed_limit_admits_its_count_then_says_how_long_to_wait() {
+        let limit = KeyedLimit::new(Rate {
+            count: 3,
+            window: Duration::from_secs(60),
+        });
+        for i in 0..3 {
+            assert_eq!(limit.admit(&"a"), Ok(()), "request {i}");
+        }
+        let wait = limit.admit(&"a").unwrap_err();
+        assert!(
+            wait > Duration::from_secs(15) && wait <= Duration::from_secs(20),
+            "one more after window / count: {wait:?}"
+        );
+        assert_eq!(limit.admit(&"b"), Ok(()), "keys apart");
     }
 
     #[test]

@@ -66,20 +66,14 @@ pub fn admit_order(
     let Some(client) = address(req, &state.config.trusted_proxies) else {
         return Ok(());
     };
-    let now = std::time::Instant::now();
-    let Ok(mut window) = state.orders_per_client.lock() else {
-        return Ok(());
-    };
-    if let Some(wait) = window.over(&client, now) {
+    state.orders_per_client.admit(&client).map_err(|wait| {
         metrics::counter!("rate_limited_total", "limit" => "orders").increment(1);
-        return Err(crate::error::AppError::RateLimited {
+        crate::error::AppError::RateLimited {
             code: "rate_limited",
             message: "too many new orders from this address; wait and try again".into(),
             retry_after_secs: wait.as_secs() + 1,
-        });
-    }
-    window.record(&client, now);
-    Ok(())
+        }
+    })
 }
 
 #[cfg(test)]

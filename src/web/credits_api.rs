@@ -17,18 +17,14 @@ async fn key(state: &AppState, req: &HttpRequest) -> Result<uuid::Uuid, AppError
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let id = credits::authenticate(state, header).await?;
-    let now = std::time::Instant::now();
-    if let Ok(mut window) = state.credits_per_key.lock() {
-        if let Some(wait) = window.over(&id, now) {
-            metrics::counter!("rate_limited_total", "limit" => "credits_api").increment(1);
-            return Err(AppError::RateLimited {
-                code: "rate_limited",
-                message: "too many requests with this API key; wait and try again".into(),
-                retry_after_secs: wait.as_secs() + 1,
-            });
+    state.credits_per_key.admit(&id).map_err(|wait| {
+        metrics::counter!("rate_limited_total", "limit" => "credits_api").increment(1);
+        AppError::RateLimited {
+            code: "rate_limited",
+            message: "too many requests with this API key; wait and try again".into(),
+            retry_after_secs: wait.as_secs() + 1,
         }
-        window.record(&id, now);
-    }
+    })?;
     Ok(id)
 }
 
