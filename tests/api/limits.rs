@@ -147,3 +147,33 @@ async fn six_failed_payments_for_one_email_stop_its_new_orders_on_every_instance
     // Another e-mail is not affected.
     assert_eq!(a.post_order(&order_body()).await.status(), 201);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn webhooks_during_an_order_flood_all_apply() {
+    let app = spawn_app_with(&[("RATE_LIMIT_ORDERS", "10/min")]).await;
+    let email = unique_email();
+    let mut orders = Vec::new();
+    for _ in 0..5 {
+        orders.push(app.create_order(&email, "starter").await);
+    }
+    let bodies: Vec<Value> = (0..200).map(|_| order_body()).collect();
+    let events: Vec<Value> = orders
+        .iter()
+        .map(|o| succeeded(&new_event_id(), o))
+        .collect();
+    let flood = futures_util::future::join_all(bodies.iter().map(|b| app.post_order(b)));
+    let deliveries = futures_util::future::join_all(events.iter().map(|e| app.deliver(e)));
+    let (flood, deliveries) = tokio::join!(flood, deliveries);
+    let created = flood.iter().filter(|r| r.status() == 201).count();
+    let limited = flood.iter().filter(|r| r.status() == 429).count();
+    assert_eq!(
+        (created, limited),
+        (5, 195),
+        "the rest of the 10 in the bucket"
+    );
+    assert!(
+        deliveries.iter().all(|d| *d == (200, "applied".to_owned())),
+        "{deliveries:?}"
+    );
+    assert_eq!(app.balance(&email).await, 500);
+}

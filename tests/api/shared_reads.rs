@@ -101,7 +101,8 @@ async fn a_killed_shared_connection_is_replaced() {
     .await
     .unwrap();
     // A read is safe to repeat: the poll on the dead connection runs again on a fresh
-    // one and answers 200 at once, every time, on every worker.
+    // one and answers 200 at once, every time, on every worker. (Polled before the
+    // backends are even gone: a read meets the dying connection and retries.)
     for _ in 0..10 {
         let res = app.get_order(id).await;
         assert_eq!(
@@ -112,4 +113,57 @@ async fn a_killed_shared_connection_is_replaced() {
         let body: Value = res.json().await.unwrap();
         assert_eq!(body["id"], order["id"]);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn writes_after_the_database_killed_every_connection_never_answer_503() {
+    let app = spawn_app_with(&[("DATABASE_POOL_SIZE", "10")]).await;
+    let email = unique_email();
+    // Fill the pool: concurrent orders and deliveries each hold a pooled connection.
+    let orders: Vec<Value> = join_all((0..8).map(|_| app.create_order(&email, "starter"))).await;
+    let mut conn = app.db.conn().await;
+    diesel::sql_query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // The database accepts connections again as soon as the killed backends are gone.
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let left: Count = diesel::sql_query(
+                "SELECT count(*) AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+            if left.n == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the killed backends went away");
+    let results = join_all(orders.iter().map(|order| {
+        let app = &app;
+        async move {
+            let delivered = app.deliver(&succeeded(&new_event_id(), order)).await;
+            let created = app
+                .post_order(&serde_json::json!({"email": unique_email(), "pack_id": "starter"}))
+                .await
+                .status()
+                .as_u16();
+            (delivered, created)
+        }
+    }))
+    .await;
+    for (delivered, created) in &results {
+        assert_eq!(*delivered, (200, "applied".to_owned()), "{results:?}");
+        assert_eq!(*created, 201, "{results:?}");
+    }
+    assert_eq!(app.balance(&email).await, 100 * 8);
+    app.assert_money_invariant().await;
 }
