@@ -89,9 +89,52 @@ pub struct Config {
     pub credits_api_per_key: Rate,
     /// Proxies whose X-Forwarded-For is believed (TRUSTED_PROXIES).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Where notifications go (MERCHANT_WEBHOOK_URL and _SECRET); `None`: none written.
+    pub merchant_webhook: Option<MerchantWebhook>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MerchantWebhook {
+    pub url: Url,
+    pub secret: SecretString,
+}
+
+/// MERCHANT_WEBHOOK_URL must be http(s) and comes with its secret (SPEC §9).
+fn merchant_webhook(
+    url: Option<String>,
+    secret: Option<String>,
+) -> Result<Option<MerchantWebhook>, ConfigError> {
+    let Some(url) = url else {
+        return Ok(None);
+    };
+    let url = parse_url("MERCHANT_WEBHOOK_URL", &url)?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(ConfigError {
+            variable: "MERCHANT_WEBHOOK_URL",
+            message: format!(
+                "expected an http:// or https:// URL, got {:?}",
+                url.as_str()
+            ),
+        });
+    }
+    let secret = secret.ok_or_else(|| ConfigError {
+        variable: "MERCHANT_WEBHOOK_SECRET",
+        message: "is required with MERCHANT_WEBHOOK_URL: notifications are signed with it".into(),
+    })?;
+    Ok(Some(MerchantWebhook {
+        url,
+        secret: SecretString::from(secret),
+    }))
 }
 
 impl Config {
+    /// Whether changes write notifications (only when they will be sent).
+    pub fn outbox(&self) -> crate::notify::Outbox {
+        crate::notify::Outbox {
+            enabled: self.merchant_webhook.is_some(),
+        }
+    }
+
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
@@ -195,6 +238,10 @@ impl Config {
                 variable: "TRUSTED_PROXIES",
                 message,
             })?,
+            merchant_webhook: merchant_webhook(
+                var("MERCHANT_WEBHOOK_URL"),
+                var("MERCHANT_WEBHOOK_SECRET"),
+            )?,
         })
     }
 

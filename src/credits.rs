@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::db::{self, ledger};
 use crate::domain::email::Email;
 use crate::error::AppError;
+use crate::notify::{Note, NotificationKind};
 use crate::state::AppState;
 
 const KEY_PREFIX: &str = "po_";
@@ -207,6 +208,7 @@ pub async fn spend(
     }
     let idem = idempotency_key.to_owned();
     let reference = reference.to_owned();
+    let outbox = state.config.outbox();
     let result = conn
         .transaction::<_, AppError, _>(async |c| {
             let account = db::spends::lock_account(c, email.as_str())
@@ -241,6 +243,14 @@ pub async fn spend(
                 ledger::insert(shared, &entry),
                 db::idempotency::set_order(shared, &idem, id),
             )?;
+            let spent = Note {
+                kind: NotificationKind::Spent,
+                order_id: None,
+                spend_id: Some(id),
+                status: None,
+                delta: -credits,
+            };
+            crate::notify::record(shared, outbox, account, &[spent]).await?;
             Ok(Spent {
                 id: spend.id,
                 credits,
@@ -271,6 +281,7 @@ pub struct Reversed {
 /// Gives a spend's credits back, once; a second call answers the same reversal.
 pub async fn reverse(state: &AppState, spend_id: &str) -> Result<Reversed, AppError> {
     let id = Uuid::try_parse(spend_id).map_err(|_| AppError::NotFound("spend"))?;
+    let outbox = state.config.outbox();
     let mut conn = state.db.get().await?;
     let reversed = conn
         .transaction::<_, AppError, _>(async |c| {
@@ -293,6 +304,14 @@ pub async fn reverse(state: &AppState, spend_id: &str) -> Result<Reversed, AppEr
                 },
             )
             .await?;
+            let restored = Note {
+                kind: NotificationKind::Restored,
+                order_id: None,
+                spend_id: Some(id),
+                status: None,
+                delta: spend.credits,
+            };
+            crate::notify::record(c, outbox, spend.account_id, &[restored]).await?;
             metrics::counter!("spends_total", "result" => "reversed").increment(1);
             Ok(spend)
         })

@@ -6,6 +6,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod idempotency;
+pub mod notify;
 pub mod orders;
 pub mod payments;
 pub mod reconcile;

@@ -178,6 +178,7 @@ async fn check(
         payment_intent_id: Some(pi.clone()),
         charge_id: None,
     };
+    let outbox = state.config.outbox();
     let mut conn = state
         .db
         .get()
@@ -185,7 +186,7 @@ async fn check(
         .map_err(|e| Checked::Failed(e.into()))?;
     let settled = conn
         .transaction::<_, diesel::result::Error, _>(async |c| {
-            settle::apply(c, &reference, &fact, "reconciler").await
+            settle::apply(c, &reference, &fact, "reconciler", outbox).await
         })
         .await
         .map_err(|e| Checked::Failed(e.into()))?;

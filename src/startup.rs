@@ -244,6 +244,12 @@ impl Application {
             state.clone(),
             stop_rx.clone(),
         )));
+        if state.config.merchant_webhook.is_some() {
+            tasks.push(tokio::spawn(crate::notify::dispatch::run(
+                state.clone(),
+                stop_rx.clone(),
+            )));
+        }
         if state.config.is_sandbox() {
             tasks.push(tokio::spawn(crate::sandbox::delivery::run_worker(
                 state.clone(),

@@ -5,6 +5,7 @@ diesel::table! {
         id -> Uuid,
         email -> Text,
         created_at -> Timestamptz,
+        notify_seq -> Int8,
     }
 }
 
@@ -217,7 +218,40 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    notifications (id) {
+        id -> Text,
+        account_id -> Uuid,
+        account_seq -> Int8,
+        kind -> Text,
+        body -> Text,
+        state -> Text,
+        attempts -> Int4,
+        created_at -> Timestamptz,
+        retry_since -> Timestamptz,
+        next_attempt_at -> Timestamptz,
+        leased_until -> Nullable<Timestamptz>,
+        last_attempt_at -> Nullable<Timestamptz>,
+        last_status -> Nullable<Int4>,
+        last_answer -> Nullable<Text>,
+        delivered_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    notification_actions (id) {
+        id -> Int8,
+        notification_id -> Text,
+        action -> Text,
+        note -> Text,
+        result -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(ledger -> accounts (account_id));
+diesel::joinable!(notifications -> accounts (account_id));
+diesel::joinable!(notification_actions -> notifications (notification_id));
 diesel::joinable!(ledger -> orders (order_id));
 diesel::joinable!(ledger -> spends (spend_id));
 diesel::joinable!(spends -> accounts (account_id));
@@ -236,6 +270,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     event_catchup,
     idempotency_keys,
     ledger,
+    notification_actions,
+    notifications,
     operator_actions,
     order_charges,
     order_transitions,

@@ -202,12 +202,13 @@ pub async fn perform(
         payment_intent_id: order.payment_intent_id.clone(),
         charge_id: None,
     };
+    let outbox = state.config.outbox();
     let mut conn = state.db.get().await?;
     let (result, status) = conn
         .transaction::<_, diesel::result::Error, _>(async |c| {
             let mut changes = Vec::new();
             for fact in &facts {
-                match settle::apply(c, &reference, fact, "operator").await? {
+                match settle::apply(c, &reference, fact, "operator", outbox).await? {
                     Settled::Applied { from, to, .. } if from != to => {
                         changes.push(format!("order {from} → {to}"));
                     }

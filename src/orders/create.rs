@@ -218,10 +218,11 @@ async fn refused(state: &AppState, order: &Order, status: u16, message: &str) ->
         payment_intent_id: None,
         kind: crate::domain::order::FactKind::Canceled,
     };
+    let outbox = state.config.outbox();
     let canceled = match state.db.get().await {
         Ok(mut conn) => conn
             .transaction::<_, diesel::result::Error, _>(async |c| {
-                crate::orders::settle::apply(c, &reference, &fact, &cause).await
+                crate::orders::settle::apply(c, &reference, &fact, &cause, outbox).await
             })
             .await
             .map_err(anyhow::Error::from),

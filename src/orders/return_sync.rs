@@ -61,10 +61,11 @@ async fn sync(state: &AppState, order: &Order, pi: &str) -> anyhow::Result<()> {
         payment_intent_id: Some(pi.to_owned()),
         charge_id: None,
     };
+    let outbox = state.config.outbox();
     let mut conn = state.db.get().await?;
     let settled = conn
         .transaction::<_, diesel::result::Error, _>(async |c| {
-            settle::apply(c, &reference, &fact, "return_sync").await
+            settle::apply(c, &reference, &fact, "return_sync", outbox).await
         })
         .await?;
     tracing::info!(outcome = ?settled, "synced on return");

@@ -9,6 +9,8 @@ use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
+use crate::notify::{Note, NotificationKind, Outbox};
+
 use crate::db::{charges, ledger, orders};
 use crate::domain::order::{Change, Decision, OrderStatus, PaymentFact, decide};
 
@@ -100,12 +102,13 @@ pub async fn apply(
     reference: &OrderRef,
     fact: &PaymentFact,
     cause: &str,
+    outbox: Outbox,
 ) -> QueryResult<Settled> {
     let Some(locked) = lock(conn, reference).await? else {
         return Ok(Settled::UnknownOrder);
     };
     let decision = locked.decide(fact);
-    write(conn, &locked, &decision, cause).await?;
+    write(conn, &locked, &decision, cause, outbox).await?;
     Ok(locked.settled(&decision))
 }
 
@@ -149,6 +152,7 @@ pub async fn write(
     locked: &Locked,
     decision: &Decision,
     cause: &str,
+    outbox: Outbox,
 ) -> QueryResult<()> {
     let order = &locked.order;
     // Sent first, in the same round trip as the change's statements.
@@ -160,7 +164,10 @@ pub async fn write(
             _ => Ok(()),
         }
     };
-    let ((), ()) = futures_util::try_join!(remember, write_decision(conn, order, decision, cause))?;
+    let ((), ()) = futures_util::try_join!(
+        remember,
+        write_decision(conn, order, decision, cause, outbox)
+    )?;
     Ok(())
 }
 
@@ -169,6 +176,7 @@ async fn write_decision(
     order: &orders::Order,
     decision: &Decision,
     cause: &str,
+    outbox: Outbox,
 ) -> QueryResult<()> {
     match decision {
         Decision::Noop => Ok(()),
@@ -189,10 +197,10 @@ async fn write_decision(
                 marks_paid: false,
                 reason: Some(reason.clone()),
             };
-            write_change(conn, order, &review, cause).await
+            write_change(conn, order, &review, cause, outbox).await
         }
         Decision::Apply(change) => {
-            write_change(conn, order, change, cause).await?;
+            write_change(conn, order, change, cause, outbox).await?;
             if change.to != order.status {
                 metrics::counter!("orders_settled_total", "status" => change.to.as_str())
                     .increment(1);
@@ -204,12 +212,14 @@ async fn write_decision(
 
 /// The change's statements go out together, one round trip: none needs another's
 /// result, and any failure (the guard below, the ledger's unique key) aborts the
-/// transaction, so the others are rolled back with it.
+/// transaction, so the others are rolled back with it. Its notifications follow, in
+/// the same transaction, once the ledger rows are in (they carry the balance after).
 async fn write_change(
     conn: &AsyncPgConnection,
     order: &orders::Order,
     change: &Change,
     cause: &str,
+    outbox: Outbox,
 ) -> QueryResult<()> {
     let entry = |kind, delta, refund_total| ledger::NewEntry {
         account_id: order.account_id,
@@ -247,7 +257,26 @@ async fn write_change(
         // Impossible under the row lock; refuse rather than write on a stale read.
         return Err(diesel::result::Error::RollbackTransaction);
     }
-    Ok(())
+    let note = |kind, delta| Note {
+        kind,
+        order_id: Some(order.id),
+        spend_id: None,
+        status: Some(change.to),
+        delta,
+    };
+    let notes: Vec<Note> = [
+        moves.then(|| note(NotificationKind::OrderUpdated, 0)),
+        grant
+            .as_ref()
+            .map(|g| note(NotificationKind::Granted, g.delta)),
+        revoke
+            .as_ref()
+            .map(|r| note(NotificationKind::for_ledger(r.kind, r.delta), r.delta)),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    crate::notify::record(conn, outbox, order.account_id, &notes).await
 }
 
 /// Runs `statement` only if `needed` (an unpolled future sends nothing).

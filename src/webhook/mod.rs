@@ -153,7 +153,15 @@ pub async fn process(state: &AppState, body: &[u8]) -> Result<Processed, AppErro
     let mut conn = state.db.get().await?;
     let (outcome, change) = conn
         .transaction::<_, diesel::result::Error, _>(async |c| {
-            apply(c, &event, body, &meaning, livemode_ok).await
+            apply(
+                c,
+                &event,
+                body,
+                &meaning,
+                livemode_ok,
+                state.config.outbox(),
+            )
+            .await
         })
         .await?;
     metrics::counter!("webhook_events_total", "type" => metric_type(event.kind), "outcome" => outcome.as_str())
@@ -217,6 +225,7 @@ async fn apply(
     body: &[u8],
     meaning: &Meaning,
     livemode_ok: bool,
+    outbox: crate::notify::Outbox,
 ) -> diesel::QueryResult<(Outcome, Option<(Uuid, OrderStatus, OrderStatus)>)> {
     let new = db::events::NewEvent {
         event_id: &event.id,
@@ -258,7 +267,7 @@ async fn apply(
     let settled = locked.settled(&decision);
     let outcome = outcome_of(&settled);
     futures_util::try_join!(
-        settle::write(conn, &locked, &decision, &event.id),
+        settle::write(conn, &locked, &decision, &event.id, outbox),
         db::events::set_outcome(conn, &event.id, outcome.as_str(), Some(locked.order.id)),
     )?;
     let change = match settled {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-async fn key(app: &TestApp) -> String {
+pub async fn key(app: &TestApp) -> String {
     let (_, key) = paidonce::credits::create_key(&app.state, "test shop")
         .await
         .unwrap();
@@ -38,7 +38,7 @@ async fn account_with(app: &TestApp, key: &str, balance: i64) -> String {
     email
 }
 
-async fn spend(
+pub async fn spend(
     app: &TestApp,
     key: &str,
     email: &str,

@@ -19,6 +19,7 @@ mod hostile_events;
 mod idempotency;
 mod lifecycle;
 mod limits;
+mod notifications;
 mod operator;
 mod orders;
 mod pages;

@@ -1,0 +1,416 @@
+//! Notifications to the merchant (SPEC §9): an outbox row in the same transaction as
+//! every ledger and status change, delivered at least once, signed, per account in
+//! commit order, by any number of instances without sending one twice at once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::QueryableByName;
+use diesel::sql_types::BigInt;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use futures_util::future::join_all;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::*;
+
+const MERCHANT_SECRET: &str = "whsec_merchant_test";
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    let mut conn = db.conn().await;
+    diesel::sql_query(sql)
+        .get_result::<Count>(&mut conn)
+        .await
+        .unwrap()
+        .n
+}
+
+async fn receiver(answer: ResponseTemplate) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(answer)
+        .mount(&server)
+        .await;
+    server
+}
+
+fn settings(server: &MockServer) -> Vec<(&'static str, String)> {
+    vec![
+        ("MERCHANT_WEBHOOK_URL", format!("{}/paidonce", server.uri())),
+        ("MERCHANT_WEBHOOK_SECRET", MERCHANT_SECRET.to_owned()),
+        ("DATABASE_POOL_SIZE", "12".to_owned()),
+    ]
+}
+
+async fn spawn_notifying(db: Option<Arc<TestDb>>, server: &MockServer) -> TestApp {
+    let owned = settings(server);
+    let pairs: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    match db {
+        Some(db) => spawn_app_on(db, &pairs).await,
+        None => spawn_app_with(&pairs).await,
+    }
+}
+
+/// A delivery as the receiver got it: its body, checked against its signature.
+fn verified(req: &wiremock::Request) -> Value {
+    let header = req.headers["paidonce-signature"].to_str().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let secrets = [SecretString::from(MERCHANT_SECRET)];
+    paidonce::webhook::signature::verify(header, &req.body, &secrets, now, 300)
+        .expect("the signature verifies with the merchant's secret");
+    serde_json::from_slice(&req.body).unwrap()
+}
+
+/// The successful deliveries the receiver got, in arrival order, once `n` are in.
+async fn wait_for(server: &MockServer, n: usize, within: Duration) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let got = server.received_requests().await.unwrap_or_default();
+        if got.len() >= n {
+            return got.iter().map(verified).collect();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {n} notifications arrived",
+            got.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A full refund of `order`'s charge, on a charge of its own.
+fn refund_event(order: &Value) -> Value {
+    stripe_event(
+        "charge.refunded",
+        json!({
+            "id": format!("ch_{}", uuid::Uuid::new_v4().simple()), "object": "charge",
+            "amount": order["amount"], "amount_refunded": order["amount"],
+            "currency": order["currency"], "payment_intent": order["payment_intent_id"],
+            "refunded": true,
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_racing_storm_on_two_instances_announces_every_change_once_signed_and_in_order() {
+    let server = receiver(ResponseTemplate::new(200).set_body_string("ok")).await;
+    let a = spawn_notifying(None, &server).await;
+    let b = spawn_notifying(Some(a.db.clone()), &server).await;
+    let emails: Vec<String> = (0..3).map(|_| unique_email()).collect();
+    let orders: Vec<Value> =
+        join_all((0..24).map(|i| a.create_order(&emails[i % 3], "starter"))).await;
+
+    // Successes: each three times under one id and once under another, on both instances.
+    let mut deliveries = Vec::new();
+    for order in &orders {
+        let first = succeeded(&new_event_id(), order);
+        for copy in 0..4 {
+            let event = if copy == 3 {
+                succeeded(&new_event_id(), order)
+            } else {
+                first.clone()
+            };
+            deliveries.push((copy % 2 == 0, event));
+        }
+    }
+    let results = join_all(
+        deliveries
+            .iter()
+            .map(|(to_a, e)| if *to_a { a.deliver(e) } else { b.deliver(e) }),
+    )
+    .await;
+    assert!(results.iter().all(|(s, _)| *s == 200), "{results:?}");
+
+    // Spends on the first account, racing across instances, one reversed; refunds on
+    // the third account's first four orders.
+    let key = crate::credits::key(&a).await;
+    let spends = join_all((0..6).map(|i| {
+        let (app, key, email) = (if i % 2 == 0 { &a } else { &b }, &key, &emails[0]);
+        async move {
+            let body = json!({"credits": 10, "reference": format!("s{i}")});
+            crate::credits::spend(app, key, email, body, &format!("k{i}")).await
+        }
+    }))
+    .await;
+    let mut spend_ids = Vec::new();
+    for res in spends {
+        assert_eq!(res.status(), 201);
+        let body: Value = res.json().await.unwrap();
+        spend_ids.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let reversed = b
+        .client
+        .post(format!(
+            "{}/api/v1/spends/{}/reverse",
+            b.address, spend_ids[0]
+        ))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reversed.status(), 200);
+    let third: Vec<&Value> = orders.iter().skip(2).step_by(3).take(4).collect();
+    let refund_events: Vec<Value> = third.iter().map(|o| refund_event(o)).collect();
+    let refunds = join_all(refund_events.iter().map(|e| b.deliver(e))).await;
+    assert!(
+        refunds.iter().all(|r| *r == (200, "applied".to_owned())),
+        "{refunds:?}"
+    );
+
+    // Nothing committed goes unannounced: a notification per ledger row and per status
+    // change, no more.
+    let ledger_rows = count(&a.db, "SELECT count(*) AS n FROM ledger").await;
+    let status_changes = count(
+        &a.db,
+        "SELECT count(*) AS n FROM order_transitions WHERE from_status IS NOT NULL",
+    )
+    .await;
+    assert_eq!(ledger_rows, 24 + 6 + 1 + 4);
+    assert_eq!(status_changes, 24 + 4);
+    let expected = (ledger_rows + status_changes) as usize;
+    assert_eq!(
+        count(&a.db, "SELECT count(*) AS n FROM notifications").await,
+        expected as i64
+    );
+
+    let got = wait_for(&server, expected, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got_all = server.received_requests().await.unwrap();
+    assert_eq!(got_all.len(), expected, "nothing sent twice");
+    let ids: HashSet<&str> = got.iter().map(|n| n["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), expected, "one id per change");
+    let mut by_type: HashMap<&str, usize> = HashMap::new();
+    for n in &got {
+        *by_type.entry(n["type"].as_str().unwrap()).or_default() += 1;
+    }
+    assert_eq!(by_type["credits.granted"], 24);
+    assert_eq!(by_type["order.updated"], 28);
+    assert_eq!(by_type["credits.spent"], 6);
+    assert_eq!(by_type["credits.restored"], 1);
+    assert_eq!(by_type["credits.revoked"], 4);
+
+    // Per account, in commit order: sequence 1, 2, 3… in arrival order, and the last
+    // one's balance is the account's balance.
+    for email in &emails {
+        let mine: Vec<&Value> = got
+            .iter()
+            .filter(|n| n["data"]["email"] == email.as_str())
+            .collect();
+        let seqs: Vec<i64> = mine
+            .iter()
+            .map(|n| n["data"]["sequence"].as_i64().unwrap())
+            .collect();
+        assert_eq!(seqs, (1..=mine.len() as i64).collect::<Vec<_>>(), "{email}");
+        let last = mine.last().unwrap();
+        assert_eq!(
+            last["data"]["balance"].as_i64().unwrap(),
+            a.balance(email).await,
+            "{email}"
+        );
+    }
+    assert_eq!(
+        count(
+            &a.db,
+            "SELECT count(*) AS n FROM notifications WHERE state <> 'delivered'"
+        )
+        .await,
+        0
+    );
+    a.assert_money_invariant().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_receiver_that_fails_for_a_while_gets_everything_after_in_order() {
+    let server = MockServer::start().await;
+    // Down for the first four tries, then up.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("maintenance"))
+        .up_to_n_times(4)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let app = spawn_notifying(None, &server).await;
+    let email = unique_email();
+    let orders: Vec<Value> = join_all((0..3).map(|_| app.create_order(&email, "starter"))).await;
+    for order in &orders {
+        assert_eq!(app.deliver(&succeeded(&new_event_id(), order)).await.0, 200);
+    }
+    // 4 failed tries then the 6 notifications, the first retried with backoff.
+    let all = wait_for(&server, 4 + 6, Duration::from_secs(30)).await;
+    let delivered = &all[4..];
+    let seqs: Vec<i64> = delivered
+        .iter()
+        .map(|n| n["data"]["sequence"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        vec![1, 2, 3, 4, 5, 6],
+        "a later one waited for the earlier"
+    );
+    // The first four tries were all the first notification: nothing overtook it.
+    for failed in &all[..4] {
+        assert_eq!(failed["data"]["sequence"], 1);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut conn = app.db.conn().await;
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Int4)]
+        attempts: i32,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        state: String,
+    }
+    let rows: Vec<Row> =
+        diesel::sql_query("SELECT attempts, state FROM notifications ORDER BY account_seq")
+            .load(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(rows[0].attempts, 5);
+    assert!(rows.iter().all(|r| r.state == "delivered"));
+    assert!(rows[1..].iter().all(|r| r.attempts == 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_receiver_that_hangs_never_slows_webhooks_or_checkout() {
+    let server = receiver(ResponseTemplate::new(200).set_delay(Duration::from_secs(60))).await;
+    let app = spawn_notifying(None, &server).await;
+    let email = unique_email();
+    let first = app.create_order(&email, "starter").await;
+    assert_eq!(
+        app.deliver(&succeeded(&new_event_id(), &first)).await.0,
+        200
+    );
+    // A send is now waiting on the receiver.
+    wait_for(&server, 1, Duration::from_secs(10)).await;
+    let shoppers: Vec<String> = (0..10).map(|_| unique_email()).collect();
+    let orders: Vec<Value> =
+        join_all(shoppers.iter().map(|e| app.create_order(e, "starter"))).await;
+    let events: Vec<Value> = orders
+        .iter()
+        .map(|o| succeeded(&new_event_id(), o))
+        .collect();
+    let results = join_all(events.iter().map(|e| app.deliver(e))).await;
+    assert!(
+        results.iter().all(|r| *r == (200, "applied".to_owned())),
+        "{results:?}"
+    );
+    assert!(app.get_order(first["id"].as_str().unwrap()).await.status() == 200);
+    // Still only the first account's head went out: each account waits for its own.
+    let pending = count(
+        &app.db,
+        "SELECT count(*) AS n FROM notifications WHERE state = 'pending'",
+    )
+    .await;
+    assert_eq!(
+        pending,
+        2 + 20,
+        "nothing delivered while the receiver hangs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transaction_killed_after_its_change_announces_nothing_and_its_redelivery_announces_once()
+{
+    let server = receiver(ResponseTemplate::new(200)).await;
+    let app = spawn_notifying(None, &server).await;
+    let email = unique_email();
+    let order = app.create_order(&email, "starter").await;
+    // Hold the account row as a notification write needs it (not as the ledger's key
+    // check does): the delivery changes the order, writes its ledger row, then waits.
+    let mut holder = app.db.conn().await;
+    holder.begin_test_transaction().await.unwrap();
+    diesel::sql_query(format!(
+        "SELECT 1 FROM accounts WHERE email = '{email}' FOR NO KEY UPDATE"
+    ))
+    .execute(&mut holder)
+    .await
+    .unwrap();
+    let event = succeeded(&new_event_id(), &order);
+    let delivery = tokio::spawn({
+        let (client, address, event) = (app.client.clone(), app.address.clone(), event.clone());
+        async move {
+            let body = serde_json::to_vec(&event).unwrap();
+            let header = paidonce::webhook::signature::header(
+                WEBHOOK_SECRET,
+                chrono::Utc::now().timestamp(),
+                &body,
+            );
+            client
+                .post(format!("{address}/webhooks/stripe"))
+                .header("Content-Type", "application/json")
+                .header("Stripe-Signature", header)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    });
+    // Kill the delivery's backend while it waits inside its transaction.
+    let mut killer = app.db.conn().await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let killed = diesel::sql_query(
+                "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock' \
+                   AND query LIKE '%notifications%'",
+            )
+            .get_result::<Count>(&mut killer)
+            .await
+            .unwrap();
+            if killed.n > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the delivery reached its notification write");
+    assert_eq!(delivery.await.unwrap(), 503, "Stripe is told to retry");
+    drop(holder);
+    assert_eq!(
+        count(&app.db, "SELECT count(*) AS n FROM notifications").await,
+        0
+    );
+    assert_eq!(count(&app.db, "SELECT count(*) AS n FROM ledger").await, 0);
+    assert_eq!(
+        app.order_status(order["id"].as_str().unwrap()).await,
+        "pending"
+    );
+
+    assert_eq!(app.deliver(&event).await, (200, "applied".into()));
+    let got = wait_for(&server, 2, Duration::from_secs(10)).await;
+    let types: Vec<&str> = got.iter().map(|n| n["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["order.updated", "credits.granted"]);
+    assert_eq!(got[1]["data"]["balance"], 100);
+    assert_eq!(got[1]["data"]["order_id"], order["id"]);
+}
+
+#[tokio::test]
+async fn without_a_merchant_url_nothing_is_written() {
+    let app = spawn_app().await;
+    let order = app.create_order(&unique_email(), "starter").await;
+    assert_eq!(
+        app.deliver(&succeeded(&new_event_id(), &order)).await.0,
+        200
+    );
+    assert_eq!(
+        count(&app.db, "SELECT count(*) AS n FROM notifications").await,
+        0
+    );
+}
