@@ -337,6 +337,32 @@ mod tests {
     }
 
     #[test]
+    fn a_merchant_webhook_must_be_http_and_come_with_its_secret() {
+        for bad in [
+            "ftp://shop.example/hook",
+            "file:///etc/passwd",
+            "not a url",
+            "mailto:a@b.c",
+        ] {
+            let err = config(&[
+                ("MERCHANT_WEBHOOK_URL", bad),
+                ("MERCHANT_WEBHOOK_SECRET", "s"),
+            ])
+            .unwrap_err();
+            assert_eq!(err.variable, "MERCHANT_WEBHOOK_URL", "{bad}");
+        }
+        let err = config(&[("MERCHANT_WEBHOOK_URL", "https://shop.example/hook")]).unwrap_err();
+        assert_eq!(err.variable, "MERCHANT_WEBHOOK_SECRET");
+        let ok = config(&[
+            ("MERCHANT_WEBHOOK_URL", "https://shop.example/hook"),
+            ("MERCHANT_WEBHOOK_SECRET", "whsec_m"),
+        ])
+        .unwrap();
+        assert!(ok.outbox().enabled);
+        assert!(!config(&[]).unwrap().outbox().enabled);
+    }
+
+    #[test]
     fn key_mode_follows_the_key_prefix() {
         let live = config(&[("STRIPE_SECRET_KEY", "sk_live_1")]).unwrap();
         assert_eq!(live.stripe.unwrap().key_mode(), Some(KeyMode::Live));

@@ -12,6 +12,7 @@ pub mod embedded;
 pub mod events;
 pub mod idempotency;
 pub mod ledger;
+pub mod notifications;
 pub mod orders;
 pub mod packs;
 pub mod pool;

@@ -59,8 +59,12 @@ pub struct Note {
 
 /// Writes `notes` for `account`, in the caller's transaction and after the change's
 /// ledger rows (the balance in each is the account's balance once the change is in).
-/// One statement: the account row's lock numbers them after every change to this
-/// account that committed before, so per-account order is commit order.
+/// Two statements, in turn: the first takes the account row's lock and numbers the
+/// notes after every change to this account that committed before it (so per-account
+/// order is commit order); the second, with a snapshot taken once that lock is held,
+/// sees every such change's ledger rows for the balance. (In one statement the
+/// balance would be read from a snapshot taken before the lock wait, missing the
+/// changes committed meanwhile: the storm test caught exactly that.)
 pub async fn record(
     mut conn: &AsyncPgConnection,
     outbox: Outbox,
@@ -82,6 +86,11 @@ pub async fn record(
         .map(|n| n.status.map(OrderStatus::as_str))
         .collect();
     let deltas: Vec<i64> = notes.iter().map(|n| n.delta).collect();
+    diesel::sql_query("UPDATE accounts SET notify_seq = notify_seq + $2 WHERE id = $1")
+        .bind::<SqlUuid, _>(account)
+        .bind::<BigInt, _>(notes.len() as i64)
+        .execute(&mut conn)
+        .await?;
     diesel::sql_query(RECORD_SQL)
         .bind::<SqlUuid, _>(account)
         .bind::<BigInt, _>(notes.len() as i64)
@@ -100,8 +109,7 @@ pub async fn record(
 /// same bytes, so the receiver can deduplicate by `id` and verify byte for byte.
 const RECORD_SQL: &str = "\
 WITH acct AS (
-    UPDATE accounts SET notify_seq = notify_seq + $2 WHERE id = $1
-    RETURNING email, notify_seq - $2 AS base
+    SELECT email, notify_seq - $2 AS base FROM accounts WHERE id = $1
 ), bal AS (
     SELECT COALESCE(SUM(delta), 0)::int8 AS balance FROM ledger WHERE account_id = $1
 )

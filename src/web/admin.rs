@@ -45,6 +45,10 @@ struct Dashboard {
     /// Credits API keys, never the key itself.
     api_keys: Vec<String>,
     deficits: Vec<(String, i64)>,
+    /// The outbox (SPEC §9): `None` when notifications are off.
+    outbox: Option<db::notifications::Counts>,
+    /// Set when the oldest pending notification waited over a minute.
+    outbox_stuck_for: String,
 }
 
 pub async fn get_dashboard(_: AdminUser, state: web::Data<AppState>) -> HttpResponse {
@@ -67,7 +71,16 @@ async fn dashboard(state: &AppState) -> Result<HttpResponse, AppError> {
     let events = db::events::recent(&mut conn, None, None, 20).await?;
     let api_keys = db::api_keys::all(&mut conn).await?;
     let deficits = db::stats::accounts_in_deficit(&mut conn, 20).await?;
+    let outbox = match state.config.merchant_webhook {
+        Some(_) => Some(db::notifications::counts(&mut conn).await?),
+        None => None,
+    };
     drop(conn);
+    let outbox_stuck_for = outbox
+        .as_ref()
+        .and_then(|o| o.oldest_pending)
+        .filter(|t| now - *t > chrono::Duration::minutes(1))
+        .map_or_else(String::new, |t| html::age(t, now));
 
     let count_of = |status: OrderStatus| {
         counts
@@ -125,6 +138,8 @@ async fn dashboard(state: &AppState) -> Result<HttpResponse, AppError> {
         csrf_token: csrf::issue(&state.csrf_key, now.timestamp()),
         api_keys: api_keys.iter().map(crate::credits::key_line).collect(),
         deficits,
+        outbox,
+        outbox_stuck_for,
     };
     html::render(StatusCode::OK, &page)
 }

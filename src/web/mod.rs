@@ -4,6 +4,7 @@ pub mod admin;
 pub mod admin_actions;
 pub mod admin_api;
 pub mod admin_events;
+pub mod admin_notifications;
 pub mod admin_views;
 pub mod api;
 pub mod auth;
@@ -72,7 +73,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(admin_actions::post_action_json)),
             )
             .service(resource("/accounts/{email}").route(web::get().to(admin_api::get_account)))
-            .service(resource("/events").route(web::get().to(admin_api::get_events))),
+            .service(resource("/events").route(web::get().to(admin_api::get_events)))
+            .service(
+                resource("/notifications/{id}/redeliver")
+                    .route(web::post().to(admin_notifications::post_redeliver_json)),
+            ),
     )
     // Pages. Exact resources, so `/admin` and `/admin/...` never shadow `/admin/api/...`.
     .service(resource("/").route(web::get().to(pages::get_checkout)))
@@ -97,6 +102,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(web::post().to(admin_actions::post_action_form)),
     )
     .service(resource("/admin/events").route(web::get().to(admin_events::get_events)))
+    .service(
+        resource("/admin/notifications")
+            .route(web::get().to(admin_notifications::get_notifications)),
+    )
+    .service(
+        resource("/admin/notifications/{id}/redeliver")
+            .route(web::post().to(admin_notifications::post_redeliver_form)),
+    )
     .service(resource("/admin/reconcile").route(web::post().to(admin::post_reconcile)))
     .default_service(web::to(not_found));
 }

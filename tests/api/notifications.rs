@@ -210,6 +210,16 @@ async fn a_racing_storm_on_two_instances_announces_every_change_once_signed_and_
             .map(|n| n["data"]["sequence"].as_i64().unwrap())
             .collect();
         assert_eq!(seqs, (1..=mine.len() as i64).collect::<Vec<_>>(), "{email}");
+        // Each credit notification's balance is the one before plus its delta.
+        let mut balance = 0;
+        for n in mine.iter().filter(|n| n["type"] != "order.updated") {
+            balance += n["data"]["delta"].as_i64().unwrap();
+            assert_eq!(
+                n["data"]["balance"].as_i64().unwrap(),
+                balance,
+                "{email}: {n}"
+            );
+        }
         let last = mine.last().unwrap();
         assert_eq!(
             last["data"]["balance"].as_i64().unwrap(),
@@ -368,7 +378,7 @@ async fn a_transaction_killed_after_its_change_announces_nothing_and_its_redeliv
             let killed = diesel::sql_query(
                 "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
                  WHERE datname = current_database() AND wait_event_type = 'Lock' \
-                   AND query LIKE '%notifications%'",
+                   AND query LIKE '%notify_seq%'",
             )
             .get_result::<Count>(&mut killer)
             .await
@@ -412,5 +422,184 @@ async fn without_a_merchant_url_nothing_is_written() {
     assert_eq!(
         count(&app.db, "SELECT count(*) AS n FROM notifications").await,
         0
+    );
+}
+
+async fn admin_post(app: &TestApp, path: &str, form: &[(&str, &str)]) -> reqwest::Response {
+    app.client
+        .post(format!("{}{path}", app.address))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_operator_sees_the_outbox_and_redelivers_with_a_note() {
+    let server = receiver(ResponseTemplate::new(202).set_body_string("thanks")).await;
+    let app = spawn_notifying(None, &server).await;
+    let email = unique_email();
+    let order = app.create_order(&email, "starter").await;
+    assert_eq!(
+        app.deliver(&succeeded(&new_event_id(), &order)).await.0,
+        200
+    );
+    let first = wait_for(&server, 2, Duration::from_secs(10)).await;
+    let granted = first
+        .iter()
+        .find(|n| n["type"] == "credits.granted")
+        .unwrap();
+    let id = granted["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let page = app.admin_text("/admin/notifications").await;
+    assert!(page.contains(&id), "the page lists the notification");
+    assert!(page.contains("0 pending"), "{page}");
+    assert!(page.contains("2 delivered"), "{page}");
+    assert!(page.contains("202: thanks"), "the last answer is shown");
+    let token = crate::pages::csrf_token(&page);
+
+    // A form without its token changes nothing; one without a note is refused.
+    let path = format!("/admin/notifications/{id}/redeliver");
+    assert_eq!(
+        admin_post(&app, &path, &[("note", "again")]).await.status(),
+        403
+    );
+    let res = admin_post(&app, &path, &[("csrf_token", &token), ("note", " ")]).await;
+    assert_eq!(res.status(), 422);
+    let res = admin_post(
+        &app,
+        &path,
+        &[
+            ("csrf_token", &token),
+            ("note", "merchant lost it in a restore"),
+        ],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    // Sent again: the same id and the very same bytes, so the receiver can deduplicate.
+    let all = wait_for(&server, 3, Duration::from_secs(10)).await;
+    assert_eq!(all[2], *granted);
+    let sent = server.received_requests().await.unwrap();
+    let bodies: Vec<&Vec<u8>> = sent
+        .iter()
+        .filter(|r| serde_json::from_slice::<Value>(&r.body).unwrap()["id"] == id.as_str())
+        .map(|r| &r.body)
+        .collect();
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[0], bodies[1]);
+    assert_eq!(
+        count(
+            &app.db,
+            "SELECT count(*) AS n FROM notification_actions \
+             WHERE note = 'merchant lost it in a restore' AND result = 'queued again (was delivered)'"
+        )
+        .await,
+        1,
+        "the redelivery is audited"
+    );
+
+    // The JSON twin: JSON only, a note required, 404 for an unknown id.
+    let json_path = format!("{}/admin/api/notifications/{id}/redeliver", app.address);
+    let res = app
+        .client
+        .post(&json_path)
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .form(&[("note", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415);
+    let res = app
+        .client
+        .post(&json_path)
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&json!({"note": "second try"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["action"], "redeliver");
+    let res = app
+        .client
+        .post(format!(
+            "{}/admin/api/notifications/ntf_nope/redeliver",
+            app.address
+        ))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&json!({"note": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    wait_for(&server, 4, Duration::from_secs(10)).await;
+    let metrics = app.get_text("/metrics").await;
+    assert!(
+        metrics.contains("notifications_sent_total{result=\"delivered\"}"),
+        "deliveries are counted by result"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stuck_or_failed_outbox_shows_on_the_dashboard() {
+    let server = receiver(ResponseTemplate::new(500).set_body_string("boom")).await;
+    let app = spawn_notifying(None, &server).await;
+    let order = app.create_order(&unique_email(), "starter").await;
+    assert_eq!(
+        app.deliver(&succeeded(&new_event_id(), &order)).await.0,
+        200
+    );
+    wait_for(&server, 1, Duration::from_secs(10)).await;
+    let dashboard = app.admin_text("/admin").await;
+    assert!(
+        !dashboard.contains("Notifications to the merchant are stuck"),
+        "a notification a few seconds old is not stuck"
+    );
+    let mut conn = app.db.conn().await;
+    diesel::sql_query("UPDATE notifications SET created_at = now() - interval '10 minutes'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let dashboard = app.admin_text("/admin").await;
+    assert!(
+        dashboard.contains("Notifications to the merchant are stuck: 2 pending, the oldest for"),
+        "{dashboard}"
+    );
+    // Past its 3 days: failed, and the next one waits behind it.
+    diesel::sql_query(
+        "UPDATE notifications SET retry_since = now() - interval '4 days', next_attempt_at = now()",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while count(
+        &app.db,
+        "SELECT count(*) AS n FROM notifications WHERE state = 'failed'",
+    )
+    .await
+        == 0
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never marked failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let page = app.admin_text("/admin/notifications").await;
+    assert!(page.contains("failed after 3 days of retries"), "{page}");
+    assert!(page.contains("500: boom"), "{page}");
+    let dashboard = app.admin_text("/admin").await;
+    assert!(dashboard.contains("1 failed"), "{dashboard}");
+    // Only the head was ever tried: the second waits behind the failed first.
+    assert_eq!(
+        count(
+            &app.db,
+            "SELECT count(*) AS n FROM notifications WHERE attempts = 0 AND state = 'pending'"
+        )
+        .await,
+        1
     );
 }
