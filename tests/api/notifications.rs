@@ -603,3 +603,57 @@ async fn a_stuck_or_failed_outbox_shows_on_the_dashboard() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_with_a_send_waiting_on_the_receiver_releases_it_and_exits_promptly() {
+    let server = receiver(ResponseTemplate::new(200).set_delay(Duration::from_secs(60))).await;
+    let db = TestDb::new().await;
+    let url = format!("{}/paidonce", server.uri());
+    let (mut child, addr) = crate::shutdown::serve_with(
+        &db,
+        &[
+            ("MERCHANT_WEBHOOK_URL", url.as_str()),
+            ("MERCHANT_WEBHOOK_SECRET", MERCHANT_SECRET),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let order: Value = client
+        .post(format!("{addr}/api/orders"))
+        .json(&json!({"email": unique_email(), "pack_id": "starter"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let body = serde_json::to_vec(&succeeded(&new_event_id(), &order)).unwrap();
+    let header =
+        paidonce::webhook::signature::header(WEBHOOK_SECRET, chrono::Utc::now().timestamp(), &body);
+    let res = client
+        .post(format!("{addr}/webhooks/stripe"))
+        .header("Content-Type", "application/json")
+        .header("Stripe-Signature", header)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    wait_for(&server, 1, Duration::from_secs(10)).await;
+    crate::shutdown::sigterm(&child);
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("exits without waiting for the receiver")
+        .unwrap();
+    assert!(status.success(), "{status}");
+    // Released: no lease left, the try not counted; another instance sends it at once.
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) AS n FROM notifications \
+             WHERE state = 'pending' AND leased_until IS NULL AND attempts = 0"
+        )
+        .await,
+        2
+    );
+}

@@ -62,7 +62,7 @@ pub async fn serve_with(db: &TestDb, env: &[(&str, &str)]) -> (Child, String) {
     (child, addr)
 }
 
-fn sigterm(child: &Child) {
+pub fn sigterm(child: &Child) {
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id().unwrap() as i32),
         nix::sys::signal::Signal::SIGTERM,
