@@ -17,13 +17,13 @@
 //! LOAD_STORM_COPIES [10], LOAD_STORM_CONCURRENCY [64]; LOAD_CREATE_CONCURRENCY [64],
 //! LOAD_CREATE_SECS [15], LOAD_CREATE_IDEMPOTENCY [1], LOAD_STRIPE_LATENCY_MS [300];
 //! LOAD_POLL_CONCURRENCY [32], LOAD_POLL_SECS [10]; LOAD_CATCHUP_EVENTS [10000]; LOAD_SPENDS [5000],
-//! LOAD_SPEND_CONCURRENCY [32]; LOAD_POOL_SIZE [10] per instance;
+//! LOAD_SPEND_CONCURRENCY [32]; LOAD_NOTIFY_EVENTS [2000], LOAD_NOTIFY_CONCURRENCY [32]; LOAD_POOL_SIZE [10] per instance;
 //! LOAD_PGBENCH_TXNS [10000] per webhook run, LOAD_PGBENCH_SECS [8] for select-only;
 //! LOAD_SCENARIO_SECS [30] cap per closed-loop scenario; LOAD_PG_SETTINGS
 //! (`name=value,…` for the embedded server, after the harness's max_connections=300,
 //! track_wal_io_timing=on, track_io_timing=on); LOAD_DATA_DIR (keep the cluster there);
 //! LOAD_PGBENCH (path); DATABASE_URL (use that database instead); LOAD_SCENARIOS
-//! [unique,half,storm,create,poll,catchup,spend] a subset to run while profiling (half needs unique,
+//! [unique,half,storm,create,poll,catchup,spend,notify] a subset to run while profiling (half needs unique,
 //! poll polls the orders the webhook scenarios made); LOAD_RUST_LOG [info] the instances'
 //! log filter (the app's default).
 
@@ -37,6 +37,8 @@ mod cpu;
 mod driver;
 #[path = "load/events.rs"]
 mod events;
+#[path = "load/notify.rs"]
+mod notify;
 #[path = "load/output.rs"]
 mod output;
 #[path = "load/pgbench.rs"]
@@ -132,7 +134,7 @@ impl Settings {
             scenario_limit: Duration::from_secs(env_or("LOAD_SCENARIO_SECS", 30)),
             pg_settings,
             scenarios: std::env::var("LOAD_SCENARIOS")
-                .unwrap_or_else(|_| "unique,half,storm,create,poll,catchup,spend".into())
+                .unwrap_or_else(|_| "unique,half,storm,create,poll,catchup,spend,notify".into())
                 .split(',')
                 .map(|x| x.trim().to_owned())
                 .filter(|x| !x.is_empty())
@@ -286,6 +288,9 @@ async fn run(s: Settings) -> anyhow::Result<()> {
         }
         if bench.s.wants("spend") {
             bench.spend().await?;
+        }
+        if bench.s.wants("notify") {
+            bench.notify().await?;
         }
         bench.balances().await
     }

@@ -575,7 +575,19 @@ impl Instance {
         stripe_base: &str,
         pool_size: usize,
     ) -> anyhow::Result<Instance> {
+        Self::spawn_with(name, db_url, stripe_base, pool_size, &[]).await
+    }
+
+    /// The same with `env` added (the notification scenario's merchant webhook).
+    pub async fn spawn_with(
+        name: &str,
+        db_url: &str,
+        stripe_base: &str,
+        pool_size: usize,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Instance> {
         let mut child = command(db_url, stripe_base, pool_size)
+            .envs(env.iter().copied())
             .arg("serve")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
