@@ -71,7 +71,8 @@ impl Bench {
                 println!("  PROBLEM: {}", r.statuses_text());
             }
             rps[usize::from(notifying)].push(r.rps());
-            self.table.push(report_row(&r, &format!("round {}", round + 1)));
+            self.table
+                .push(report_row(&r, &format!("round {}", round + 1)));
         }
         // Every change announced: two per paid order (order.updated, credits.granted).
         let expected = 2 * 2 * n;

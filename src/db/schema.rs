@@ -219,7 +219,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    notifications (id) {
+    notifications (account_id, account_seq) {
         id -> Text,
         account_id -> Uuid,
         account_seq -> Int8,
@@ -251,7 +251,6 @@ diesel::table! {
 
 diesel::joinable!(ledger -> accounts (account_id));
 diesel::joinable!(notifications -> accounts (account_id));
-diesel::joinable!(notification_actions -> notifications (notification_id));
 diesel::joinable!(ledger -> orders (order_id));
 diesel::joinable!(ledger -> spends (spend_id));
 diesel::joinable!(spends -> accounts (account_id));

@@ -11,8 +11,8 @@
 
 use std::time::Duration;
 
-use diesel::sql_types::{BigInt, Int4, Nullable, Text};
-use diesel::{OptionalExtension, QueryableByName};
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Double, Int4, Nullable, Text};
 use diesel_async::RunQueryDsl;
 use rand::Rng;
 use secrecy::ExposeSecret;
@@ -26,7 +26,7 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longer than a send can take, so a lease never runs out under a live send.
 const LEASE: Duration = Duration::from_secs(30);
 /// Notifications sent at once per instance.
-const BATCH: i64 = 16;
+const BATCH: i64 = 64;
 /// How often an idle dispatcher looks for work.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 /// At most this much of an answer is read, and this much of it kept for the operator.
@@ -94,10 +94,17 @@ pub async fn run(state: actix_web::web::Data<AppState>, mut stop: watch::Receive
         let full = claimed.len() as i64 == BATCH;
         if !claimed.is_empty() {
             let sends = claimed.into_iter().map(|n| {
-                let (state, client, target, stop) = (&state, &client, &target, stop.clone());
-                async move { send_and_record(state, client, target, n, stop).await }
+                let (client, target, stop) = (&client, &target, stop.clone());
+                async move {
+                    let attempt = send_unless_stopping(client, target, &n, stop).await;
+                    (n, attempt)
+                }
             });
-            futures_util::future::join_all(sends).await;
+            let tried = futures_util::future::join_all(sends).await;
+            if let Err(e) = finish(&state, &tried).await {
+                // The leases run out and the notifications are sent again: at least once.
+                tracing::warn!(error = %e, "notifications: could not record deliveries");
+            }
         }
         if full {
             continue;
@@ -109,29 +116,21 @@ pub async fn run(state: actix_web::web::Data<AppState>, mut stop: watch::Receive
     }
 }
 
-/// One notification: sent, then its outcome recorded. On the way out a send still
-/// waiting is given up and its lease released, so another instance sends it at once.
-async fn send_and_record(
-    state: &AppState,
+/// One notification's try, or `None` when the stop came first: on the way out a send
+/// still waiting is given up, and `finish` releases its lease so that another instance
+/// sends it at once.
+async fn send_unless_stopping(
     client: &reqwest::Client,
     target: &MerchantWebhook,
-    n: Claimed,
+    n: &Claimed,
     mut stop: watch::Receiver<bool>,
-) {
+) -> Option<Attempt> {
     let attempt = tokio::select! {
         a = send(client, target, &n.body) => a,
-        () = stopping(&mut stop) => {
-            if let Err(e) = release(state, &n).await {
-                tracing::warn!(error = %e, notification = %n.id, "notifications: could not release a lease on the way out");
-            }
-            return;
-        }
+        () = stopping(&mut stop) => return None,
     };
     metrics::counter!("notifications_sent_total", "result" => attempt.result()).increment(1);
-    if let Err(e) = finish(state, &n, &attempt).await {
-        // The lease runs out and the notification is sent again: at least once.
-        tracing::warn!(error = %e, notification = %n.id, "notifications: could not record a delivery");
-    }
+    Some(attempt)
 }
 
 /// Resolves once the stop signal is given (or its sender is gone).
@@ -248,70 +247,77 @@ WHERE n.id IN (
   AND (n.leased_until IS NULL OR n.leased_until < now())
 RETURNING n.id, n.body, n.attempts";
 
-/// Records a try's outcome, if the lease is still ours (`attempts` names the try).
-async fn finish(state: &AppState, n: &Claimed, attempt: &Attempt) -> anyhow::Result<()> {
+/// Records a batch's outcomes in one statement, each only if its lease is still ours
+/// (`attempts` names the try): delivered; or due again after a backoff (failed past
+/// its 3 days); or, untried because the instance is stopping, released as it was.
+async fn finish(state: &AppState, tried: &[(Claimed, Option<Attempt>)]) -> anyhow::Result<()> {
     #[derive(QueryableByName)]
-    struct After {
+    struct Finished {
+        #[diesel(sql_type = Text)]
+        id: String,
+        #[diesel(sql_type = Int4)]
+        attempts: i32,
         #[diesel(sql_type = Text)]
         state: String,
     }
+    let mut ids = Vec::new();
+    let mut attempts = Vec::new();
+    let mut outcomes = Vec::new();
+    let mut statuses: Vec<Option<i32>> = Vec::new();
+    let mut answers = Vec::new();
+    let mut delays = Vec::new();
+    for (n, attempt) in tried {
+        let (outcome, status, answer) = match attempt {
+            Some(Attempt::Delivered { status, answer }) => {
+                ("delivered", Some(i32::from(*status)), answer.clone())
+            }
+            Some(Attempt::Refused { status, answer }) => {
+                ("retry", Some(i32::from(*status)), answer.clone())
+            }
+            Some(Attempt::NoAnswer { why }) => ("retry", None, why.clone()),
+            None => ("release", None, String::new()),
+        };
+        ids.push(n.id.clone());
+        attempts.push(n.attempts);
+        outcomes.push(outcome);
+        statuses.push(status);
+        answers.push(answer);
+        delays.push(backoff(n.attempts).as_secs_f64());
+    }
     let mut conn = state.db.get().await?;
-    let after: Option<After> = match attempt {
-        Attempt::Delivered { status, answer } => diesel::sql_query(
-            "UPDATE notifications SET state = 'delivered', delivered_at = now(), \
-             leased_until = NULL, last_status = $3, last_answer = $4 \
-             WHERE id = $1 AND attempts = $2 AND state = 'pending' RETURNING state",
-        )
-        .bind::<Text, _>(&n.id)
-        .bind::<Int4, _>(n.attempts)
-        .bind::<Nullable<Int4>, _>(Some(i32::from(*status)))
-        .bind::<Text, _>(answer)
-        .get_result(&mut *conn)
-        .await
-        .optional()?,
-        Attempt::Refused { .. } | Attempt::NoAnswer { .. } => {
-            let (status, answer) = match attempt {
-                Attempt::Refused { status, answer } => (Some(i32::from(*status)), answer.clone()),
-                Attempt::NoAnswer { why } => (None, why.clone()),
-                Attempt::Delivered { .. } => unreachable!("matched above"),
-            };
-            diesel::sql_query(
-                "UPDATE notifications SET leased_until = NULL, last_status = $3, last_answer = $4, \
-                 next_attempt_at = now() + make_interval(secs => $5), \
-                 state = CASE WHEN retry_since + interval '3 days' < now() \
-                              THEN 'failed' ELSE 'pending' END \
-                 WHERE id = $1 AND attempts = $2 AND state = 'pending' RETURNING state",
-            )
-            .bind::<Text, _>(&n.id)
-            .bind::<Int4, _>(n.attempts)
-            .bind::<Nullable<Int4>, _>(status)
-            .bind::<Text, _>(answer)
-            .bind::<diesel::sql_types::Double, _>(backoff(n.attempts).as_secs_f64())
-            .get_result(&mut *conn)
-            .await
-            .optional()?
-        }
-    };
-    if after.is_some_and(|a| a.state == "failed") {
+    let finished: Vec<Finished> = diesel::sql_query(FINISH_SQL)
+        .bind::<Array<Text>, _>(ids)
+        .bind::<Array<Int4>, _>(attempts)
+        .bind::<Array<Text>, _>(outcomes)
+        .bind::<Array<Nullable<Int4>>, _>(statuses)
+        .bind::<Array<Text>, _>(answers)
+        .bind::<Array<Double>, _>(delays)
+        .load(&mut *conn)
+        .await?;
+    for f in finished.iter().filter(|f| f.state == "failed") {
         metrics::counter!("notifications_failed_total").increment(1);
-        tracing::warn!(notification = %n.id, attempts = n.attempts, "notifications: gave up after 3 days of retries; redeliver from /admin/notifications");
+        tracing::warn!(notification = %f.id, attempts = f.attempts, "notifications: gave up after 3 days of retries; redeliver from /admin/notifications");
     }
     Ok(())
 }
 
-/// Gives a claimed notification back untried (shutdown): due again at once.
-async fn release(state: &AppState, n: &Claimed) -> anyhow::Result<()> {
-    let mut conn = state.db.get().await?;
-    diesel::sql_query(
-        "UPDATE notifications SET leased_until = NULL, attempts = attempts - 1 \
-         WHERE id = $1 AND attempts = $2 AND state = 'pending'",
-    )
-    .bind::<Text, _>(&n.id)
-    .bind::<Int4, _>(n.attempts)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
+const FINISH_SQL: &str = "\
+UPDATE notifications n SET
+    state = CASE
+        WHEN t.outcome = 'delivered' THEN 'delivered'
+        WHEN t.outcome = 'retry' AND n.retry_since + interval '3 days' < now() THEN 'failed'
+        ELSE 'pending' END,
+    delivered_at = CASE WHEN t.outcome = 'delivered' THEN now() END,
+    attempts = CASE WHEN t.outcome = 'release' THEN n.attempts - 1 ELSE n.attempts END,
+    next_attempt_at = CASE WHEN t.outcome = 'retry'
+        THEN now() + make_interval(secs => t.delay) ELSE n.next_attempt_at END,
+    last_status = CASE WHEN t.outcome = 'release' THEN n.last_status ELSE t.status END,
+    last_answer = CASE WHEN t.outcome = 'release' THEN n.last_answer ELSE t.answer END,
+    leased_until = NULL
+FROM unnest($1::text[], $2::int4[], $3::text[], $4::int4[], $5::text[], $6::float8[])
+     AS t(id, attempts, outcome, status, answer, delay)
+WHERE n.id = t.id AND n.attempts = t.attempts AND n.state = 'pending'
+RETURNING n.id, n.attempts, n.state";
 
 /// The wait before try `attempts + 1`: 1 s doubling per try up to an hour, with up to
 /// half of it taken off at random so that a receiver coming back is not met by every

@@ -59,12 +59,10 @@ pub struct Note {
 
 /// Writes `notes` for `account`, in the caller's transaction and after the change's
 /// ledger rows (the balance in each is the account's balance once the change is in).
-/// Two statements, in turn: the first takes the account row's lock and numbers the
-/// notes after every change to this account that committed before it (so per-account
-/// order is commit order); the second, with a snapshot taken once that lock is held,
-/// sees every such change's ledger rows for the balance. (In one statement the
-/// balance would be read from a snapshot taken before the lock wait, missing the
-/// changes committed meanwhile: the storm test caught exactly that.)
+/// One round trip: `paidonce_notify` (see its migration) takes the account row's lock,
+/// so per-account order is commit order, then sums the balance with a snapshot taken
+/// under that lock. The body is built there once and kept as text: every retry sends
+/// (and signs) the same bytes, so the receiver can deduplicate by `id`.
 pub async fn record(
     mut conn: &AsyncPgConnection,
     outbox: Outbox,
@@ -86,14 +84,8 @@ pub async fn record(
         .map(|n| n.status.map(OrderStatus::as_str))
         .collect();
     let deltas: Vec<i64> = notes.iter().map(|n| n.delta).collect();
-    diesel::sql_query("UPDATE accounts SET notify_seq = notify_seq + $2 WHERE id = $1")
+    diesel::sql_query("SELECT paidonce_notify($1, $2, $3, $4, $5, $6, $7)")
         .bind::<SqlUuid, _>(account)
-        .bind::<BigInt, _>(notes.len() as i64)
-        .execute(&mut conn)
-        .await?;
-    diesel::sql_query(RECORD_SQL)
-        .bind::<SqlUuid, _>(account)
-        .bind::<BigInt, _>(notes.len() as i64)
         .bind::<Array<Text>, _>(ids)
         .bind::<Array<Text>, _>(kinds)
         .bind::<Array<Nullable<SqlUuid>>, _>(orders)
@@ -104,32 +96,6 @@ pub async fn record(
         .await
         .map(|_| ())
 }
-
-/// The body is built here once and kept as text: every retry sends (and signs) the
-/// same bytes, so the receiver can deduplicate by `id` and verify byte for byte.
-const RECORD_SQL: &str = "\
-WITH acct AS (
-    SELECT email, notify_seq - $2 AS base FROM accounts WHERE id = $1
-), bal AS (
-    SELECT COALESCE(SUM(delta), 0)::int8 AS balance FROM ledger WHERE account_id = $1
-)
-INSERT INTO notifications (id, account_id, account_seq, kind, body)
-SELECT n.id, $1, acct.base + n.ord, n.kind,
-       jsonb_build_object(
-           'id', n.id,
-           'type', n.kind,
-           'created', extract(epoch FROM now())::int8,
-           'data', jsonb_build_object(
-               'order_id', n.order_id,
-               'spend_id', n.spend_id,
-               'email', acct.email,
-               'status', n.status,
-               'delta', n.delta,
-               'balance', bal.balance,
-               'sequence', acct.base + n.ord))::text
-FROM acct, bal,
-     unnest($3::text[], $4::text[], $5::uuid[], $6::uuid[], $7::text[], $8::int8[])
-         WITH ORDINALITY AS n(id, kind, order_id, spend_id, status, delta, ord)";
 
 #[cfg(test)]
 mod tests {

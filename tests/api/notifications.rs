@@ -378,7 +378,7 @@ async fn a_transaction_killed_after_its_change_announces_nothing_and_its_redeliv
             let killed = diesel::sql_query(
                 "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
                  WHERE datname = current_database() AND wait_event_type = 'Lock' \
-                   AND query LIKE '%notify_seq%'",
+                   AND query LIKE '%paidonce_notify%'",
             )
             .get_result::<Count>(&mut killer)
             .await
@@ -656,4 +656,85 @@ async fn sigterm_with_a_send_waiting_on_the_receiver_releases_it_and_exits_promp
         .await,
         2
     );
+}
+
+/// The single notification row's state, tries and last answer, once it has been tried.
+async fn tried(db: &TestDb) -> (String, i32, Option<i32>, String) {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        state: String,
+        #[diesel(sql_type = diesel::sql_types::Int4)]
+        attempts: i32,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Int4>)]
+        last_status: Option<i32>,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        last_answer: String,
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut conn = db.conn().await;
+        let rows: Vec<Row> = diesel::sql_query(
+            "SELECT state, attempts, last_status, COALESCE(last_answer, '') AS last_answer \
+             FROM notifications WHERE last_attempt_at IS NOT NULL AND leased_until IS NULL \
+             AND (state = 'delivered' OR last_answer IS NOT NULL)",
+        )
+        .load(&mut conn)
+        .await
+        .unwrap();
+        if let Some(r) = rows.into_iter().next() {
+            return (r.state, r.attempts, r.last_status, r.last_answer);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never tried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One paid order on an app whose merchant URL is `url`: the first notification's fate.
+async fn first_try_against(url: &str) -> (String, i32, Option<i32>, String) {
+    let app = spawn_app_with(&[
+        ("MERCHANT_WEBHOOK_URL", url),
+        ("MERCHANT_WEBHOOK_SECRET", MERCHANT_SECRET),
+    ])
+    .await;
+    let order = app.create_order(&unique_email(), "starter").await;
+    let started = std::time::Instant::now();
+    assert_eq!(
+        app.deliver(&succeeded(&new_event_id(), &order)).await.0,
+        200
+    );
+    let outcome = tried(&app.db).await;
+    assert!(started.elapsed() < Duration::from_secs(12), "{outcome:?}");
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redirects_refusals_closed_ports_and_huge_answers_are_handled_as_answers() {
+    // A redirect is not followed: retried like any non-2xx.
+    let moved = receiver(
+        ResponseTemplate::new(302).insert_header("Location", "http://127.0.0.1:9/elsewhere"),
+    )
+    .await;
+    let (state, tries, status, _) = first_try_against(&format!("{}/hook", moved.uri())).await;
+    assert_eq!((state.as_str(), tries, status), ("pending", 1, Some(302)));
+
+    let refused = receiver(ResponseTemplate::new(400).set_body_string("bad signature?")).await;
+    let (state, _, status, answer) = first_try_against(&format!("{}/hook", refused.uri())).await;
+    assert_eq!((state.as_str(), status), ("pending", Some(400)));
+    assert_eq!(answer, "bad signature?");
+
+    // Nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let (state, _, status, answer) =
+        first_try_against(&format!("http://127.0.0.1:{port}/hook")).await;
+    assert_eq!((state.as_str(), status), ("pending", None));
+    assert_eq!(answer, "could not connect");
+
+    // 64 MiB of answer: only the first few KiB are read, and 2xx is delivered.
+    let huge = receiver(ResponseTemplate::new(200).set_body_bytes(vec![b'x'; 64 << 20])).await;
+    let (state, _, status, answer) = first_try_against(&format!("{}/hook", huge.uri())).await;
+    assert_eq!((state.as_str(), status), ("delivered", Some(200)));
+    assert_eq!(answer.len(), 300, "a short excerpt is kept");
 }
