@@ -91,7 +91,8 @@ pub async fn run(state: actix_web::web::Data<AppState>, mut stop: watch::Receive
                 Vec::new()
             }
         };
-        let full = claimed.len() as i64 == BATCH;
+        // After a batch the accounts' next notifications are due at once: go on.
+        let busy = !claimed.is_empty();
         if !claimed.is_empty() {
             let sends = claimed.into_iter().map(|n| {
                 let (client, target, stop) = (&client, &target, stop.clone());
@@ -106,7 +107,7 @@ pub async fn run(state: actix_web::web::Data<AppState>, mut stop: watch::Receive
                 tracing::warn!(error = %e, "notifications: could not record deliveries");
             }
         }
-        if full {
+        if busy {
             continue;
         }
         tokio::select! {
