@@ -91,12 +91,67 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Where notifications go (MERCHANT_WEBHOOK_URL and _SECRET); `None`: none written.
     pub merchant_webhook: Option<MerchantWebhook>,
+    /// The shop as shoppers see it (SHOP_NAME, SUPPORT_EMAIL).
+    pub shop: Shop,
+    /// PACKS_FILE: the merchant's packs, applied at start; `None`: the built-in ones.
+    pub packs_file: Option<PathBuf>,
+    /// Whether Stripe is asked to e-mail its own receipt (`receipt_email` on the
+    /// PaymentIntent; STRIPE_RECEIPT_EMAIL, on unless `false`).
+    pub stripe_receipts: bool,
 }
+
+/// What the shopper's pages call the shop, and whom to ask for help.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shop {
+    pub name: String,
+    pub support_email: Option<String>,
+}
+
+impl Default for Shop {
+    fn default() -> Self {
+        Shop {
+            name: DEFAULT_SHOP_NAME.to_owned(),
+            support_email: None,
+        }
+    }
+}
+
+pub const DEFAULT_SHOP_NAME: &str = "paidonce credits";
 
 #[derive(Debug, Clone)]
 pub struct MerchantWebhook {
     pub url: Url,
     pub secret: SecretString,
+}
+
+/// SHOP_NAME (short, printable) and SUPPORT_EMAIL (an address).
+fn shop(name: Option<String>, support: Option<String>) -> Result<Shop, ConfigError> {
+    let name = match name {
+        None => DEFAULT_SHOP_NAME.to_owned(),
+        Some(n) if n.chars().count() <= 80 && !n.chars().any(char::is_control) => n,
+        Some(n) => {
+            return Err(ConfigError {
+                variable: "SHOP_NAME",
+                message: format!(
+                    "expected at most 80 characters without control characters, got {n:?}"
+                ),
+            });
+        }
+    };
+    let support_email = support
+        .map(|v| {
+            crate::domain::email::Email::parse(&v)
+                .map(|e| e.as_str().to_owned())
+                .map_err(|_| ConfigError {
+                    variable: "SUPPORT_EMAIL",
+                    message: format!("expected an e-mail address, got {v:?}"),
+                })
+        })
+        .transpose()?;
+    Ok(Shop {
+        name,
+        support_email,
+    })
 }
 
 /// MERCHANT_WEBHOOK_URL must be http(s) and comes with its secret (SPEC §9).
@@ -242,6 +297,18 @@ impl Config {
                 var("MERCHANT_WEBHOOK_URL"),
                 var("MERCHANT_WEBHOOK_SECRET"),
             )?,
+            shop: shop(var("SHOP_NAME"), var("SUPPORT_EMAIL"))?,
+            packs_file: var("PACKS_FILE").map(PathBuf::from),
+            stripe_receipts: match var("STRIPE_RECEIPT_EMAIL").as_deref() {
+                None | Some("true" | "1" | "on" | "yes") => true,
+                Some("false" | "0" | "off" | "no") => false,
+                Some(other) => {
+                    return Err(ConfigError {
+                        variable: "STRIPE_RECEIPT_EMAIL",
+                        message: format!("expected true or false, got {other:?}"),
+                    });
+                }
+            },
         })
     }
 

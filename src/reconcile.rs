@@ -153,7 +153,7 @@ async fn check(
 ) -> Result<Option<(Uuid, OrderStatus, OrderStatus)>, Checked> {
     let Some(pi) = &order.payment_intent_id else {
         // Creation was interrupted after the order was stored: finish it with the same key.
-        crate::orders::create::attach_intent(state, order.clone())
+        crate::orders::create::attach_intent(state, order.clone(), None)
             .await
             .map_err(|e| Checked::Failed(e.into()))?;
         tracing::info!(order_id = %order.id, "resumed an interrupted order creation");

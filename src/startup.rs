@@ -147,8 +147,15 @@ impl Application {
     /// Opens the database (starting the embedded one if needed), migrates and binds.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         config.check_serve()?;
+        // Checked whole before anything starts: a bad file refuses to start, naming its line.
+        let packs = match &config.packs_file {
+            Some(path) => {
+                Some(crate::packs_file::load(path).map_err(|e| anyhow::anyhow!("PACKS_FILE {e}"))?)
+            }
+            None => None,
+        };
         let database = Database::open(&config).await?;
-        match Self::build_with(config, database).await {
+        match Self::build_with(config, database, packs).await {
             Ok(app) => Ok(app),
             Err((e, database)) => {
                 database.stop();
@@ -160,11 +167,16 @@ impl Application {
     async fn build_with(
         config: Config,
         database: Database,
+        packs: Option<Vec<crate::packs_file::PackSpec>>,
     ) -> Result<Application, (anyhow::Error, Database)> {
         let built = async {
             let applied = db::run_migrations(&database.url).await?;
             if !applied.is_empty() {
                 tracing::info!(?applied, "migrations applied");
+            }
+            if let Some(packs) = &packs {
+                let (applied, hidden) = db::packs::apply(&database.url, packs).await?;
+                tracing::info!(packs = applied, hidden, "packs applied from PACKS_FILE");
             }
             let listener = TcpListener::bind(config.bind)
                 .with_context(|| format!("binding {}", config.bind))?;
@@ -185,6 +197,10 @@ impl Application {
                     .wrap(actix_web::middleware::from_fn(
                         crate::web::error_pages::html_for_browsers,
                     ))
+                    .wrap(actix_web::middleware::from_fn(
+                        crate::web::compression::only_pages,
+                    ))
+                    .wrap(actix_web::middleware::Compress::default())
                     .wrap(tracing_actix_web::TracingLogger::<
                         crate::web::span::PathOnlySpan,
                     >::new())

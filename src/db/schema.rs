@@ -138,6 +138,7 @@ diesel::table! {
         amount -> Int8,
         currency -> Text,
         sort_order -> Int4,
+        active -> Bool,
     }
 }
 

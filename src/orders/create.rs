@@ -116,7 +116,7 @@ pub async fn create_order(
     // The provider call happens with no connection held: a slow provider must not
     // make other requests queue for database connections.
     drop(conn);
-    let order = attach_intent(state, order).await?;
+    let order = attach_intent(state, order, Some(req.email.as_str())).await?;
     Ok((order, email))
 }
 
@@ -144,14 +144,29 @@ async fn refuse_card_testing(
     Ok(())
 }
 
-/// Phase 2 and 3 for an order without an intent. Also used by the reconciler.
-pub async fn attach_intent(state: &AppState, order: Order) -> Result<Order, AppError> {
+/// Phase 2 and 3 for an order without an intent. Also used by the reconciler and the
+/// pay page, which pass no `email`: it is read from the order's account when Stripe is
+/// to send its receipt (a resumed creation must ask with the very same parameters).
+pub async fn attach_intent(
+    state: &AppState,
+    order: Order,
+    email: Option<&str>,
+) -> Result<Order, AppError> {
+    let receipt_email = match (state.config.stripe_receipts, email) {
+        (false, _) => None,
+        (true, Some(email)) => Some(email.to_owned()),
+        (true, None) => {
+            let mut conn = state.db.get().await?;
+            Some(db::accounts::email_of(&mut conn, order.account_id).await?)
+        }
+    };
     let request = CreateIntent {
         order_id: order.id,
         amount: order.amount,
         currency: &order.currency,
         description: format!("{} credits ({})", order.credits, order.pack_id),
         idempotency_key: &order.provider_key,
+        receipt_email: receipt_email.as_deref(),
     };
     let intent = match state.provider.create_intent(&request).await {
         Ok(intent) => intent,

@@ -26,6 +26,8 @@ pub struct CreateIntent<'a> {
     pub description: String,
     /// The same for every attempt at this order, so the provider makes one intent.
     pub idempotency_key: &'a str,
+    /// Stripe e-mails its own receipt here once paid (STRIPE_RECEIPT_EMAIL).
+    pub receipt_email: Option<&'a str>,
 }
 
 /// A refund of part or all of an order's payment, asked for by an operator.

@@ -32,6 +32,8 @@ struct CreateForm<'a> {
     description: &'a str,
     metadata: Metadata,
     automatic_payment_methods: AutomaticPaymentMethods,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    receipt_email: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -81,6 +83,7 @@ impl StripeProvider {
                 order_id: req.order_id.to_string(),
             },
             automatic_payment_methods: AutomaticPaymentMethods { enabled: true },
+            receipt_email: req.receipt_email,
         };
         let key = IdempotencyKey::new(req.idempotency_key)
             .map_err(|e| ProviderError::InvalidResponse(format!("idempotency key: {e}")))?;

@@ -52,7 +52,7 @@ struct Dashboard {
 }
 
 pub async fn get_dashboard(_: AdminUser, state: web::Data<AppState>) -> HttpResponse {
-    html::respond(dashboard(&state).await)
+    html::respond(&state.config.shop, dashboard(&state).await)
 }
 
 async fn dashboard(state: &AppState) -> Result<HttpResponse, AppError> {
@@ -197,7 +197,10 @@ pub async fn get_order(
     path: web::Path<String>,
     query: web::Query<OrderQuery>,
 ) -> HttpResponse {
-    html::respond(order_detail(&state, &path, query.action).await)
+    html::respond(
+        &state.config.shop,
+        order_detail(&state, &path, query.action).await,
+    )
 }
 
 async fn order_detail(
@@ -273,7 +276,7 @@ pub async fn post_reconcile(
     state: web::Data<AppState>,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> HttpResponse {
-    html::respond(reconcile(&state, body).await)
+    html::respond(&state.config.shop, reconcile(&state, body).await)
 }
 
 async fn reconcile(

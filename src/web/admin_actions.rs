@@ -57,7 +57,10 @@ pub async fn post_action_form(
     path: web::Path<(String, String)>,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> HttpResponse {
-    html::respond(action_form(&state, &path.0, &path.1, body).await)
+    html::respond(
+        &state.config.shop,
+        action_form(&state, &path.0, &path.1, body).await,
+    )
 }
 
 async fn action_form(

@@ -44,7 +44,10 @@ pub async fn get_events(
             _ => {}
         }
     }
-    html::respond(events_page(&state, outcome, event_type).await)
+    html::respond(
+        &state.config.shop,
+        events_page(&state, outcome, event_type).await,
+    )
 }
 
 async fn events_page(

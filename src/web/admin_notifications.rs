@@ -66,7 +66,7 @@ pub async fn get_notifications(
             _ => {}
         }
     }
-    html::respond(page(&state, filter, done).await)
+    html::respond(&state.config.shop, page(&state, filter, done).await)
 }
 
 async fn page(state: &AppState, filter: String, done: String) -> Result<HttpResponse, AppError> {
@@ -159,6 +159,7 @@ pub async fn post_redeliver_form(
     body: Result<web::Bytes, actix_web::Error>,
 ) -> HttpResponse {
     html::respond(
+        &state.config.shop,
         async {
             let form = html::verified_form(&state, body)?;
             let note = form.get("note").map(String::as_str).unwrap_or_default();

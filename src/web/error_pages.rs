@@ -28,6 +28,9 @@ pub async fn html_for_browsers(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let wants_page = wants_html(req.path(), req.headers());
+    let shop = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .map_or_else(crate::config::Shop::default, |s| s.config.shop.clone());
     let res = next.call(req).await?;
     let status = res.status();
     if !wants_page || !(status.is_client_error() || status.is_server_error()) || !is_json(&res) {
@@ -36,7 +39,7 @@ pub async fn html_for_browsers(
     let (req, res) = res.into_parts();
     let (head, body) = res.into_parts();
     let Ok(bytes) = actix_web::body::to_bytes_limited(body, ERROR_BODY_LIMIT).await else {
-        let fallback = super::html::plain_error_page(status, default_message(status));
+        let fallback = super::html::plain_error_page(&shop, status, default_message(status));
         return Ok(ServiceResponse::new(req, fallback).map_into_right_body());
     };
     let message = bytes
@@ -44,7 +47,7 @@ pub async fn html_for_browsers(
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
         .unwrap_or_else(|| default_message(status));
-    let mut page = super::html::plain_error_page(status, message);
+    let mut page = super::html::plain_error_page(&shop, status, message);
     keep_protocol_headers(head.headers(), page.headers_mut());
     Ok(ServiceResponse::new(req, page).map_into_right_body())
 }

@@ -11,6 +11,7 @@ use actix_web::{HttpResponse, HttpResponseBuilder};
 use askama::Template;
 use chrono::{DateTime, Utc};
 
+use crate::config::Shop;
 use crate::error::AppError;
 
 /// One policy for every page; only the live pay page needs Stripe, but a single policy
@@ -64,23 +65,24 @@ struct ErrorPage<'a> {
     status: u16,
     title: &'a str,
     message: String,
+    shop: &'a Shop,
 }
 
 /// The page's answer: the rendered page, or an HTML error page with the error's status.
-pub fn respond(result: Result<HttpResponse, AppError>) -> HttpResponse {
+pub fn respond(shop: &Shop, result: Result<HttpResponse, AppError>) -> HttpResponse {
     match result {
         Ok(res) => res,
-        Err(err) => error_page(&err),
+        Err(err) => error_page(shop, &err),
     }
 }
 
-pub fn error_page(err: &AppError) -> HttpResponse {
+pub fn error_page(shop: &Shop, err: &AppError) -> HttpResponse {
     let status = actix_web::ResponseError::status_code(err);
     if status.is_server_error() {
         // A root span of its own: the request's span would print the URL with the log line.
         tracing::error!(parent: None, code = err.code(), error = %err.chain(), "page failed");
     }
-    let mut res = plain_error_page(status, err.to_string());
+    let mut res = plain_error_page(shop, status, err.to_string());
     match err {
         AppError::DbUnavailable(_) => {
             res.headers_mut()
@@ -99,7 +101,7 @@ pub fn error_page(err: &AppError) -> HttpResponse {
 }
 
 /// The small HTML page for an error `status` with a message the shopper may read.
-pub fn plain_error_page(status: StatusCode, message: String) -> HttpResponse {
+pub fn plain_error_page(shop: &Shop, status: StatusCode, message: String) -> HttpResponse {
     let title = match status {
         StatusCode::NOT_FOUND => "Not found",
         StatusCode::FORBIDDEN => "Form expired",
@@ -114,6 +116,7 @@ pub fn plain_error_page(status: StatusCode, message: String) -> HttpResponse {
         status: status.as_u16(),
         title,
         message,
+        shop,
     };
     let mut res = builder(status);
     match page.render() {

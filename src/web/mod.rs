@@ -9,6 +9,7 @@ pub mod admin_views;
 pub mod api;
 pub mod auth;
 pub mod client;
+pub mod compression;
 pub mod credits_api;
 pub mod csrf;
 pub mod drain;

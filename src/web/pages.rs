@@ -7,6 +7,7 @@ use actix_web::{HttpResponse, web};
 use askama::Template;
 use uuid::Uuid;
 
+use crate::config::Shop;
 use crate::db::{self, orders::Order};
 use crate::domain::order::OrderStatus;
 use crate::error::AppError;
@@ -25,8 +26,10 @@ struct PackView {
 #[derive(Template)]
 #[template(path = "checkout.html")]
 struct CheckoutPage {
+    shop: Shop,
     packs: Vec<PackView>,
     email: String,
+    email_error: Option<String>,
     error: Option<String>,
     csrf_token: String,
     sandbox: bool,
@@ -39,7 +42,10 @@ struct CheckoutInput {
 }
 
 pub async fn get_checkout(state: web::Data<AppState>) -> HttpResponse {
-    html::respond(checkout_page(&state, &CheckoutInput::default(), None, StatusCode::OK).await)
+    html::respond(
+        &state.config.shop,
+        checkout_page(&state, &CheckoutInput::default(), None, StatusCode::OK).await,
+    )
 }
 
 pub async fn post_checkout(
@@ -47,7 +53,7 @@ pub async fn post_checkout(
     req: actix_web::HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> HttpResponse {
-    html::respond(checkout(&state, &req, body).await)
+    html::respond(&state.config.shop, checkout(&state, &req, body).await)
 }
 
 async fn checkout(
@@ -75,7 +81,7 @@ async fn checkout(
                 tracing::warn!(parent: None, error = %source, "checkout: provider unavailable");
             }
             let status = actix_web::ResponseError::status_code(&e);
-            checkout_page(state, &input, Some(e.to_string()), status).await
+            checkout_page(state, &input, Some(e), status).await
         }
         Err(e) => Err(e),
     }
@@ -84,9 +90,15 @@ async fn checkout(
 async fn checkout_page(
     state: &AppState,
     input: &CheckoutInput,
-    error: Option<String>,
+    error: Option<AppError>,
     status: StatusCode,
 ) -> Result<HttpResponse, AppError> {
+    // A bad address is shown at its field, anything else above the form.
+    let (email_error, error) = match error {
+        Some(e) if e.code() == "invalid_email" => (Some(e.to_string()), None),
+        Some(e) => (None, Some(e.to_string())),
+        None => (None, None),
+    };
     let mut conn = state.db.get().await?;
     let packs = db::packs::all(&mut conn).await?;
     drop(conn);
@@ -111,8 +123,10 @@ async fn checkout_page(
         })
         .collect();
     let page = CheckoutPage {
+        shop: state.config.shop.clone(),
         packs,
         email: input.email.clone(),
+        email_error,
         error,
         csrf_token: csrf::issue(&state.csrf_key, html::now_secs()),
         sandbox: state.config.is_sandbox(),
@@ -123,6 +137,7 @@ async fn checkout_page(
 #[derive(Template)]
 #[template(path = "pay.html")]
 struct PayPage {
+    shop: Shop,
     order_id: Uuid,
     amount: String,
     credits: i64,
@@ -136,12 +151,13 @@ struct PayPage {
 #[derive(Template)]
 #[template(path = "pay_closed.html")]
 struct PayClosedPage {
+    shop: Shop,
     status: &'static str,
     status_url: String,
 }
 
 pub async fn get_pay_page(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
-    html::respond(pay_page(&state, &path).await)
+    html::respond(&state.config.shop, pay_page(&state, &path).await)
 }
 
 async fn pay_page(state: &AppState, id: &str) -> Result<HttpResponse, AppError> {
@@ -152,6 +168,7 @@ async fn pay_page(state: &AppState, id: &str) -> Result<HttpResponse, AppError> 
         return html::render(
             StatusCode::OK,
             &PayClosedPage {
+                shop: state.config.shop.clone(),
                 status: order.status.as_str(),
                 status_url,
             },
@@ -160,7 +177,7 @@ async fn pay_page(state: &AppState, id: &str) -> Result<HttpResponse, AppError> 
     let order = match order.payment_intent_id {
         Some(_) => order,
         // Creation was interrupted before the provider answered: finish it, same key.
-        None => create::attach_intent(state, order).await?,
+        None => create::attach_intent(state, order, None).await?,
     };
     let (Some(pi), Some(client_secret)) =
         (order.payment_intent_id.clone(), order.client_secret.clone())
@@ -179,6 +196,7 @@ async fn pay_page(state: &AppState, id: &str) -> Result<HttpResponse, AppError> 
         tracing::warn!(order_id = %order.id, "STRIPE_PUBLISHABLE_KEY is not set: the pay page shows no card form");
     }
     let page = PayPage {
+        shop: state.config.shop.clone(),
         order_id: order.id,
         amount: html::money(order.amount, &order.currency),
         credits: order.credits,

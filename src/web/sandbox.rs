@@ -20,6 +20,7 @@ const OPEN: [&str; 2] = ["requires_payment_method", "processing"];
 #[derive(Template)]
 #[template(path = "sandbox_pay.html")]
 struct SandboxPayPage {
+    shop: crate::config::Shop,
     pi: String,
     amount: String,
     credits: Option<i64>,
@@ -30,7 +31,7 @@ struct SandboxPayPage {
 }
 
 pub async fn get_sandbox_pay(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
-    html::respond(pay_page(&state, &path).await)
+    html::respond(&state.config.shop, pay_page(&state, &path).await)
 }
 
 pub async fn post_sandbox_pay(
@@ -38,7 +39,7 @@ pub async fn post_sandbox_pay(
     path: web::Path<String>,
     body: Result<web::Bytes, actix_web::Error>,
 ) -> HttpResponse {
-    html::respond(pay(&state, &path, body).await)
+    html::respond(&state.config.shop, pay(&state, &path, body).await)
 }
 
 async fn pay_page(state: &AppState, pi: &str) -> Result<HttpResponse, AppError> {
@@ -61,6 +62,7 @@ async fn pay_page(state: &AppState, pi: &str) -> Result<HttpResponse, AppError> 
         None => None,
     };
     let page = SandboxPayPage {
+        shop: state.config.shop.clone(),
         amount: html::money(intent.amount, &intent.currency),
         credits: order.as_ref().map(|o| o.credits),
         order_id: order.as_ref().map(|o| o.id),

@@ -18,6 +18,15 @@ use crate::web::html;
 #[derive(Template)]
 #[template(path = "status.html")]
 struct StatusPage {
+    shop: crate::config::Shop,
+    /// The receipt: what was bought, by whom (masked), when it was paid.
+    pack_name: String,
+    email: String,
+    paid_at: Option<String>,
+    /// Credits the order still holds after refunds and disputes.
+    credits_left: i64,
+    /// Why a payment failed, in the shopper's words.
+    failure: Option<&'static str>,
     id: Uuid,
     status: &'static str,
     credits: i64,
@@ -42,7 +51,10 @@ pub async fn get_status_page(
 ) -> HttpResponse {
     let claims_success = url::form_urlencoded::parse(req.query_string().as_bytes())
         .any(|(k, v)| k == "redirect_status" && v == "succeeded");
-    html::respond(status_page(&state, &path, claims_success).await)
+    html::respond(
+        &state.config.shop,
+        status_page(&state, &path, claims_success).await,
+    )
 }
 
 async fn status_page(
@@ -52,7 +64,50 @@ async fn status_page(
 ) -> Result<HttpResponse, AppError> {
     let id = Uuid::parse_str(id).map_err(|_| AppError::NotFound("order"))?;
     let order = return_sync::order_for_status_page(state, id).await?;
-    html::render(StatusCode::OK, &status_view(&order, claims_success))
+    let mut conn = state.db.get().await?;
+    let email = crate::db::accounts::email_of(&mut conn, order.account_id).await?;
+    let pack_name = crate::db::packs::name_of(&mut conn, &order.pack_id)
+        .await?
+        .unwrap_or_else(|| order.pack_id.clone());
+    drop(conn);
+    let mut page = status_view(&order, claims_success);
+    page.shop = state.config.shop.clone();
+    page.email = mask_email(&email);
+    page.pack_name = pack_name;
+    html::render(StatusCode::OK, &page)
+}
+
+/// "a•••@example.com": enough for the shopper to recognise, little for anyone else.
+fn mask_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}•••@{domain}")
+        }
+        None => "•••".to_owned(),
+    }
+}
+
+/// A decline as the shopper should hear it. Fraud-related declines read as a plain
+/// decline (telling a card tester which check failed helps the tester).
+fn failure_words(reason: Option<&str>) -> &'static str {
+    let reason = reason.unwrap_or_default();
+    let has = |code: &str| reason.contains(code);
+    if has("insufficient_funds") {
+        "The card has insufficient funds."
+    } else if has("expired_card") {
+        "The card has expired."
+    } else if has("incorrect_cvc") || has("invalid_cvc") {
+        "The card's security code was not right."
+    } else if has("incorrect_number") || has("invalid_number") {
+        "The card number was not right."
+    } else if has("processing_error") {
+        "The card could not be processed. Trying again in a moment usually works."
+    } else if has("authentication") {
+        "Your bank's verification step did not complete."
+    } else {
+        "Your bank declined the payment."
+    }
 }
 
 fn status_view(order: &Order, claims_success: bool) -> StatusPage {
@@ -115,6 +170,12 @@ fn status_view(order: &Order, claims_success: bool) -> StatusPage {
         ),
     };
     StatusPage {
+        shop: crate::config::Shop::default(),
+        pack_name: order.pack_id.clone(),
+        email: String::new(),
+        paid_at: order.paid_at.map(html::timestamp),
+        credits_left: (order.credits - order.revoked).max(0),
+        failure: (order.status == S::Failed).then(|| failure_words(order.reason.as_deref())),
         id: order.id,
         status: order.status.as_str(),
         credits: order.credits,

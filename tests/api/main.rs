@@ -26,6 +26,7 @@ mod pages;
 mod reconcile;
 mod sandbox;
 mod shared_reads;
+mod shop;
 mod shutdown;
 mod statements;
 mod stripe_double;

@@ -24,13 +24,18 @@ async fn double_failing_first(status: u16, times: u64) -> StripeDouble {
 async fn the_intent_is_created_with_amount_currency_metadata_and_the_order_key() {
     let stripe = StripeDouble::start().await;
     let app = spawn_app_with(&as_pairs(&stripe.env())).await;
-    let order = app.create_order(&unique_email(), "pro").await;
+    let email = unique_email();
+    let order = app.create_order(&email, "pro").await;
     let creates = stripe.requests("POST", "/v1/payment_intents").await;
     assert_eq!(creates.len(), 1);
     let form: std::collections::HashMap<String, String> =
         url::form_urlencoded::parse(&creates[0].body)
             .into_owned()
             .collect();
+    assert_eq!(
+        form["receipt_email"], email,
+        "Stripe e-mails its own receipt"
+    );
     assert_eq!(form["amount"], "5000");
     assert_eq!(form["currency"], "usd");
     assert_eq!(form["metadata[order_id]"], order["id"].as_str().unwrap());
@@ -228,4 +233,20 @@ async fn livemode_contradicting_the_key_is_a_mismatch_even_for_an_unknown_order(
         app.order_status(order["id"].as_str().unwrap()).await,
         "pending"
     );
+}
+
+#[tokio::test]
+async fn stripe_receipts_can_be_turned_off() {
+    let stripe = StripeDouble::start().await;
+    let settings = stripe.env();
+    let mut env = as_pairs(&settings);
+    env.push(("STRIPE_RECEIPT_EMAIL", "false"));
+    let app = spawn_app_with(&env).await;
+    app.create_order(&unique_email(), "starter").await;
+    let creates = stripe.requests("POST", "/v1/payment_intents").await;
+    let form: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(&creates[0].body)
+            .into_owned()
+            .collect();
+    assert!(!form.contains_key("receipt_email"), "{form:?}");
 }
