@@ -25,12 +25,20 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The order as the status page should show it, asking the provider first when it is
 /// still unsettled a few seconds after it was made (rate-limited per order).
-pub async fn order_for_status_page(state: &AppState, id: Uuid) -> Result<Order, AppError> {
+/// `retrying`: the shopper comes back from paying a failed order again, so a failure
+/// is worth checking too (the new attempt's success may be the event that was lost).
+pub async fn order_for_status_page(
+    state: &AppState,
+    id: Uuid,
+    retrying: bool,
+) -> Result<Order, AppError> {
     let order = crate::orders::lookup(state, id).await?;
     let Some(pi) = order.payment_intent_id.clone() else {
         return Ok(order);
     };
-    if !order.status.is_unsettled() || !old_enough(&order) || !take_turn(id, Instant::now()) {
+    let checkable = order.status.is_unsettled()
+        || (retrying && order.status == crate::domain::order::OrderStatus::Failed);
+    if !checkable || !old_enough(&order) || !take_turn(id, Instant::now()) {
         return Ok(order);
     }
     // A root span of its own: the request's span carries the URL, and with it the client secret.

@@ -30,7 +30,14 @@ pub enum Chaos {
     Delay,
     /// A stale, earlier failure delivered after the real event.
     OutOfOrder,
+    /// Never delivered, as a webhook lost on the way: still listed among the sandbox's
+    /// events (as Stripe's `GET /v1/events` lists an event whatever became of its
+    /// delivery), so the status page's check, the catch-up or the reconciler must heal it.
+    Drop,
 }
+
+/// How far off a dropped event's delivery is: never, for any run of the sandbox.
+const DROPPED: chrono::Duration = chrono::Duration::days(365 * 100);
 
 /// How long `Chaos::Delay` holds an event back.
 pub const DELAY: chrono::Duration = chrono::Duration::seconds(3);
@@ -56,9 +63,10 @@ impl Chaos {
             "duplicate" => Ok(Chaos::Duplicate),
             "delay" => Ok(Chaos::Delay),
             "out_of_order" => Ok(Chaos::OutOfOrder),
+            "drop" => Ok(Chaos::Drop),
             _ => Err(AppError::unprocessable(
                 "invalid_chaos",
-                "chaos must be none, duplicate, delay or out_of_order",
+                "chaos must be none, duplicate, delay, out_of_order or drop",
             )),
         }
     }
@@ -135,6 +143,7 @@ pub async fn act(
                     enqueue(c, &main, now).await?;
                 }
                 Chaos::Delay => enqueue(c, &main, now + DELAY).await?,
+                Chaos::Drop => enqueue(c, &main, now + DROPPED).await?,
                 Chaos::OutOfOrder => {
                     // A stale earlier failure arriving after the real event. Not a stale
                     // `processing` after a failure: SPEC lets `failed` go back to

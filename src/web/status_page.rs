@@ -34,6 +34,8 @@ struct StatusPage {
     refunded: Option<String>,
     created_at: String,
     polling: bool,
+    /// A failed order the shopper just paid again: polled until the new answer is in.
+    retrying: bool,
     tone: &'static str,
     headline: String,
     detail: &'static str,
@@ -63,7 +65,7 @@ async fn status_page(
     claims_success: bool,
 ) -> Result<HttpResponse, AppError> {
     let id = Uuid::parse_str(id).map_err(|_| AppError::NotFound("order"))?;
-    let order = return_sync::order_for_status_page(state, id).await?;
+    let order = return_sync::order_for_status_page(state, id, claims_success).await?;
     let mut conn = state.db.get().await?;
     let email = crate::db::accounts::email_of(&mut conn, order.account_id).await?;
     let pack_name = crate::db::packs::name_of(&mut conn, &order.pack_id)
@@ -133,6 +135,12 @@ fn status_view(order: &Order, claims_success: bool) -> StatusPage {
             format!("paid — {} credits added", order.credits),
             "Thank you! The credits are in your account.",
         ),
+        // Back from paying a failed order again: the new attempt's answer is on its way.
+        S::Failed if claims_success => (
+            "info",
+            "Confirming your payment…".to_owned(),
+            "Waiting for the payment provider to confirm your new attempt. This usually takes a few seconds.",
+        ),
         S::Failed => (
             "bad",
             "Your payment failed.".to_owned(),
@@ -175,7 +183,8 @@ fn status_view(order: &Order, claims_success: bool) -> StatusPage {
         email: String::new(),
         paid_at: order.paid_at.map(html::timestamp),
         credits_left: (order.credits - order.revoked).max(0),
-        failure: (order.status == S::Failed).then(|| failure_words(order.reason.as_deref())),
+        failure: (order.status == S::Failed && !claims_success)
+            .then(|| failure_words(order.reason.as_deref())),
         id: order.id,
         status: order.status.as_str(),
         credits: order.credits,
@@ -183,7 +192,9 @@ fn status_view(order: &Order, claims_success: bool) -> StatusPage {
         refunded: (order.amount_refunded > 0)
             .then(|| html::money(order.amount_refunded, &order.currency)),
         created_at: html::timestamp(order.created_at),
-        polling: matches!(order.status, S::Pending | S::Processing),
+        polling: matches!(order.status, S::Pending | S::Processing)
+            || (order.status == S::Failed && claims_success),
+        retrying: order.status == S::Failed && claims_success,
         tone,
         headline,
         detail,

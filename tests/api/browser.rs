@@ -293,3 +293,279 @@ async fn an_operator_refunds_a_paid_order_in_a_real_browser_and_reads_the_timeli
     app.assert_money_invariant().await;
     browser.close().await;
 }
+
+/// Ticks "pay" on the checkout as a shopper would and lands on the sandbox's pay page.
+async fn checkout_to_sandbox_pay(browser: &Browser, app: &TestApp, email: &str) {
+    let c = &browser.client;
+    c.goto(&format!("{}/", app.address)).await.unwrap();
+    c.find(Locator::Css("input[name=email]"))
+        .await
+        .unwrap()
+        .send_keys(email)
+        .await
+        .unwrap();
+    c.find(Locator::Css("input[name=pack_id][value=starter]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Css("form[action='/checkout'] [type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for_url("/sandbox/pay/").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decline_whose_webhook_is_lost_shows_within_ten_seconds_and_paying_again_pays_the_same_order()
+ {
+    let Some(browser) = Browser::start(true, "decline-lost-webhook").await else {
+        return;
+    };
+    // No reconciler (the test config turns it off): only the status page's own check.
+    let app = spawn_app_with(&[("SUPPORT_EMAIL", "help@shop.example")]).await;
+    let email = unique_email();
+    let c = &browser.client;
+    checkout_to_sandbox_pay(&browser, &app, &email).await;
+    c.find(Locator::Css("select[name=chaos]"))
+        .await
+        .unwrap()
+        .select_by_value("drop")
+        .await
+        .unwrap();
+    c.find(Locator::Css("button[name=action][value=fail]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for_url("/status").await;
+    let landed = Instant::now();
+    browser
+        .wait_for_text("Your payment failed.", Duration::from_secs(10))
+        .await;
+    eprintln!("failure shown {:?} after landing", landed.elapsed());
+    browser
+        .wait_for_text("Your bank declined the payment.", Duration::from_secs(1))
+        .await;
+    browser.shot("1-failed").await;
+
+    // Try again: the same order's pay page, the same PaymentIntent.
+    c.find(Locator::LinkText("Try again"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for_url("/sandbox/pay/").await;
+    browser.shot("2-pay-again").await;
+    c.find(Locator::Css("button[name=action][value=succeed]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser.wait_for_url("/status").await;
+    browser.shot("3-status-after-paying-again").await;
+    browser
+        .wait_for_text("100 credits added", Duration::from_secs(30))
+        .await;
+    // The receipt: the pack by name and whom to ask.
+    browser
+        .wait_for_text("Starter", Duration::from_secs(1))
+        .await;
+    browser
+        .wait_for_text("help@shop.example", Duration::from_secs(1))
+        .await;
+    browser.shot("4-paid-receipt").await;
+
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Counts {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        orders: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        intents: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        grants: i64,
+    }
+    let mut conn = app.db.conn().await;
+    let n: Counts = diesel::sql_query(
+        "SELECT (SELECT count(*) FROM orders) AS orders, \
+                (SELECT count(*) FROM sandbox_payment_intents) AS intents, \
+                (SELECT count(*) FROM ledger WHERE kind = 'grant') AS grants",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((n.orders, n.intents, n.grants), (1, 1, 1));
+    assert_eq!(app.balance(&email).await, 100);
+    app.assert_money_invariant().await;
+    browser.close().await;
+}
+
+/// axe-core (npm), injected into the page; `None` when it is not installed outside CI.
+fn axe_source() -> Option<String> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/axe/node_modules/axe-core/axe.min.js");
+    match std::fs::read_to_string(&path) {
+        Ok(js) => Some(js),
+        Err(_) if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false") => {
+            panic!("axe-core is required in CI (.ci/run installs it into target/axe)")
+        }
+        Err(_) => {
+            eprintln!(
+                "SKIPPED accessibility check: npm install --prefix target/axe axe-core@4 to run it"
+            );
+            None
+        }
+    }
+}
+
+/// The violations axe-core finds on the page the browser shows, as "rule: target"
+/// lines. Panics unless axe really ran (a check that cannot run must not pass).
+async fn violations(c: &Client, axe: &str) -> Vec<String> {
+    c.execute(axe, vec![]).await.unwrap();
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, {resultTypes: ['violations']})
+                .then(r => done({ran: r.passes.length + r.violations.length,
+                    violations: r.violations.map(v => v.id + ' (' + v.impact + '): ' +
+                        v.nodes.map(n => n.target.join(' ')).join(', '))}))
+                .catch(e => done({ran: 0, violations: ['axe failed: ' + e]}));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        found["ran"].as_u64().is_some_and(|n| n > 0),
+        "axe-core did not run its rules: {found}"
+    );
+    serde_json::from_value(found["violations"].clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn axe_core_finds_no_accessibility_violations_on_any_page() {
+    let Some(axe) = axe_source() else {
+        return;
+    };
+    let Some(browser) = Browser::start(true, "axe").await else {
+        return;
+    };
+    let app = spawn_app_with(&[("SUPPORT_EMAIL", "help@shop.example")]).await;
+    let c = &browser.client;
+    let admin = app
+        .address
+        .replace("http://", &format!("http://admin:{ADMIN_PASSWORD}@"));
+    let paid = app.create_order(&unique_email(), "starter").await;
+    assert_eq!(
+        app.deliver(&succeeded(&new_event_id(), &paid)).await.1,
+        "applied"
+    );
+    let failed_order = app.create_order(&unique_email(), "pro").await;
+    assert_eq!(
+        app.deliver(&failed(&new_event_id(), &failed_order)).await.0,
+        200
+    );
+    let pending = app.create_order(&unique_email(), "standard").await;
+    let refunded_order = app.create_order(&unique_email(), "standard").await;
+    app.deliver(&succeeded(&new_event_id(), &refunded_order))
+        .await;
+    app.deliver(&refunded(&new_event_id(), &refunded_order, 1000))
+        .await;
+    let id = |o: &serde_json::Value| o["id"].as_str().unwrap().to_owned();
+
+    let mut pages = vec![
+        ("checkout", format!("{}/", app.address)),
+        (
+            "status paid",
+            format!("{}/orders/{}/status", app.address, id(&paid)),
+        ),
+        (
+            "status failed",
+            format!("{}/orders/{}/status", app.address, id(&failed_order)),
+        ),
+        (
+            "status pending",
+            format!("{}/orders/{}/status", app.address, id(&pending)),
+        ),
+        (
+            "status partially refunded",
+            format!("{}/orders/{}/status", app.address, id(&refunded_order)),
+        ),
+        (
+            "pay (sandbox)",
+            format!(
+                "{}/sandbox/pay/{}",
+                app.address,
+                pending["payment_intent_id"].as_str().unwrap()
+            ),
+        ),
+        ("not found", format!("{}/no/such/page", app.address)),
+        ("admin dashboard", format!("{admin}/admin")),
+        ("admin order", format!("{admin}/admin/orders/{}", id(&paid))),
+        ("admin events", format!("{admin}/admin/events")),
+        (
+            "admin notifications",
+            format!("{admin}/admin/notifications"),
+        ),
+    ];
+    let mut found = Vec::new();
+    for (name, url) in pages.drain(..) {
+        c.goto(&url).await.unwrap();
+        let title = c.title().await.unwrap();
+        let expect_error = name == "not found";
+        assert_eq!(
+            title.starts_with("Not found") || title.starts_with("Sign in required"),
+            expect_error,
+            "{name} shows {title:?}"
+        );
+        for v in violations(c, &axe).await {
+            found.push(format!("{name}: {v}"));
+        }
+    }
+    // The checkout after a bad e-mail: the field error and its wiring.
+    c.goto(&format!("{}/", app.address)).await.unwrap();
+    c.find(Locator::Css("input[name=email]"))
+        .await
+        .unwrap()
+        .send_keys("not-an-address@")
+        .await
+        .unwrap();
+    c.execute(
+        "document.getElementById('checkout-form').noValidate = true;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    c.find(Locator::Css("form[action='/checkout'] [type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for_text("e-mail", Duration::from_secs(10))
+        .await;
+    for v in violations(c, &axe).await {
+        found.push(format!("checkout with a field error: {v}"));
+    }
+    // The check can fail: an image without a text alternative is found.
+    c.execute(
+        "document.querySelector('main').insertAdjacentHTML('beforeend', '<img src=\"/favicon.ico\">');",
+        vec![],
+    )
+    .await
+    .unwrap();
+    let planted = violations(c, &axe).await;
+    assert!(
+        planted.iter().any(|v| v.starts_with("image-alt")),
+        "axe-core missed a planted violation: {planted:?}"
+    );
+    browser.close().await;
+    assert!(found.is_empty(), "axe-core found:\n{}", found.join("\n"));
+}
