@@ -477,6 +477,28 @@ async fn axe_core_finds_no_accessibility_violations_on_any_page() {
         .await;
     app.deliver(&refunded(&new_event_id(), &refunded_order, 1000))
         .await;
+    let canceled = app.create_order(&unique_email(), "starter").await;
+    let cancel_event = pi_event(
+        &new_event_id(),
+        "payment_intent.canceled",
+        &canceled,
+        "canceled",
+        0,
+    );
+    assert_eq!(app.deliver(&cancel_event).await.1, "applied");
+    let review = app.create_order(&unique_email(), "starter").await;
+    let mut short = succeeded(&new_event_id(), &review);
+    short["data"]["object"]["amount_received"] = json!(499);
+    assert_eq!(app.deliver(&short).await.1, "mismatch");
+    let disputed_order = app.create_order(&unique_email(), "starter").await;
+    app.deliver(&succeeded(&new_event_id(), &disputed_order))
+        .await;
+    assert_eq!(
+        app.deliver(&disputed(&new_event_id(), &disputed_order))
+            .await
+            .1,
+        "applied"
+    );
     let id = |o: &serde_json::Value| o["id"].as_str().unwrap().to_owned();
 
     let mut pages = vec![
@@ -496,6 +518,22 @@ async fn axe_core_finds_no_accessibility_violations_on_any_page() {
         (
             "status partially refunded",
             format!("{}/orders/{}/status", app.address, id(&refunded_order)),
+        ),
+        (
+            "status canceled",
+            format!("{}/orders/{}/status", app.address, id(&canceled)),
+        ),
+        (
+            "status needs review",
+            format!("{}/orders/{}/status", app.address, id(&review)),
+        ),
+        (
+            "status disputed",
+            format!("{}/orders/{}/status", app.address, id(&disputed_order)),
+        ),
+        (
+            "admin order in review",
+            format!("{admin}/admin/orders/{}", id(&review)),
         ),
         (
             "pay (sandbox)",
