@@ -148,34 +148,8 @@ async fn buy_credits_in_the_sandbox(javascript: bool, name: &str) {
     let email = unique_email();
     let c = &browser.client;
 
-    // Arrange: the checkout page.
-    c.goto(&format!("{}/", app.address)).await.unwrap();
-    browser.shot("1-checkout").await;
-    c.find(Locator::Css("input[name=email]"))
-        .await
-        .unwrap()
-        .send_keys(&email)
-        .await
-        .unwrap();
-    if let Ok(select) = c.find(Locator::Css("select[name=pack_id]")).await {
-        select.select_by_value("starter").await.unwrap();
-    } else {
-        c.find(Locator::Css("input[name=pack_id][value=starter]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
-    }
-
-    // Act: buy, then press "succeed" on the sandbox pay page.
-    c.find(Locator::Css("form[action='/checkout'] [type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser.wait_for_url("/sandbox/pay/").await;
+    // Arrange and act: the checkout, then "succeed" on the sandbox pay page.
+    checkout_to_sandbox_pay(&browser, &app, &email).await;
     browser.shot("2-sandbox-pay").await;
     c.find(Locator::Css("button[name=action][value=succeed]"))
         .await
@@ -298,6 +272,7 @@ async fn an_operator_refunds_a_paid_order_in_a_real_browser_and_reads_the_timeli
 async fn checkout_to_sandbox_pay(browser: &Browser, app: &TestApp, email: &str) {
     let c = &browser.client;
     c.goto(&format!("{}/", app.address)).await.unwrap();
+    browser.shot("1-checkout").await;
     c.find(Locator::Css("input[name=email]"))
         .await
         .unwrap()
@@ -500,58 +475,35 @@ async fn axe_core_finds_no_accessibility_violations_on_any_page() {
         "applied"
     );
     let id = |o: &serde_json::Value| o["id"].as_str().unwrap().to_owned();
-
+    let status = |o: &serde_json::Value| format!("{}/orders/{}/status", app.address, id(o));
+    let pi = pending["payment_intent_id"].as_str().unwrap();
     let mut pages = vec![
         ("checkout", format!("{}/", app.address)),
-        (
-            "status paid",
-            format!("{}/orders/{}/status", app.address, id(&paid)),
-        ),
-        (
-            "status failed",
-            format!("{}/orders/{}/status", app.address, id(&failed_order)),
-        ),
-        (
-            "status pending",
-            format!("{}/orders/{}/status", app.address, id(&pending)),
-        ),
-        (
-            "status partially refunded",
-            format!("{}/orders/{}/status", app.address, id(&refunded_order)),
-        ),
-        (
-            "status canceled",
-            format!("{}/orders/{}/status", app.address, id(&canceled)),
-        ),
-        (
-            "status needs review",
-            format!("{}/orders/{}/status", app.address, id(&review)),
-        ),
-        (
-            "status disputed",
-            format!("{}/orders/{}/status", app.address, id(&disputed_order)),
-        ),
+        ("pay (sandbox)", format!("{}/sandbox/pay/{pi}", app.address)),
+        ("not found", format!("{}/no/such/page", app.address)),
+        ("admin dashboard", format!("{admin}/admin")),
+        ("admin order", format!("{admin}/admin/orders/{}", id(&paid))),
         (
             "admin order in review",
             format!("{admin}/admin/orders/{}", id(&review)),
         ),
-        (
-            "pay (sandbox)",
-            format!(
-                "{}/sandbox/pay/{}",
-                app.address,
-                pending["payment_intent_id"].as_str().unwrap()
-            ),
-        ),
-        ("not found", format!("{}/no/such/page", app.address)),
-        ("admin dashboard", format!("{admin}/admin")),
-        ("admin order", format!("{admin}/admin/orders/{}", id(&paid))),
         ("admin events", format!("{admin}/admin/events")),
         (
             "admin notifications",
             format!("{admin}/admin/notifications"),
         ),
     ];
+    for (state, order) in [
+        ("paid", &paid),
+        ("failed", &failed_order),
+        ("pending", &pending),
+        ("partially refunded", &refunded_order),
+        ("canceled", &canceled),
+        ("needs review", &review),
+        ("disputed", &disputed_order),
+    ] {
+        pages.push((state, status(order)));
+    }
     let mut found = Vec::new();
     for (name, url) in pages.drain(..) {
         c.goto(&url).await.unwrap();

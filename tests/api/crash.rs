@@ -22,18 +22,7 @@ const IN_FLIGHT: usize = 16;
 /// Signs and posts `event` to the instance at `addr`: its status, or None when the
 /// instance was not there to answer (killed, connection cut).
 async fn post_event(client: &reqwest::Client, addr: &str, event: &Value) -> Option<u16> {
-    let body = serde_json::to_vec(event).unwrap();
-    let header =
-        paidonce::webhook::signature::header(WEBHOOK_SECRET, chrono::Utc::now().timestamp(), &body);
-    let res = client
-        .post(format!("{addr}/webhooks/stripe"))
-        .header("Content-Type", "application/json")
-        .header("Stripe-Signature", header)
-        .timeout(Duration::from_secs(30))
-        .body(body)
-        .send()
-        .await
-        .ok()?;
+    let res = post_signed_event(client, addr, event).await.ok()?;
     let status = res.status().as_u16();
     res.bytes().await.ok()?;
     Some(status)
@@ -124,7 +113,10 @@ async fn kill_9_of_one_of_two_instances_mid_storm_loses_nothing_and_grants_once(
     let orders: Vec<Value> =
         join_all((0..40).map(|i| survivor.create_order(&email, packs[i % 3]))).await;
     let events = storm_events(&orders);
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
     let sent = Arc::new(AtomicUsize::new(0));
     let victim_pid = nix::unistd::Pid::from_raw(victim.id().unwrap() as i32);
     let kill_at = events.len() / 3;
@@ -202,7 +194,10 @@ async fn a_database_restart_mid_storm_loses_nothing_and_costs_no_request_after_i
     let packs = ["starter", "standard", "pro"];
     let orders: Vec<Value> = join_all((0..60).map(|i| a.create_order(&email, packs[i % 3]))).await;
     let events = storm_events(&orders);
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
     let sent = Arc::new(AtomicUsize::new(0));
     let cut_at = events.len() / 8;
     let proxy = Arc::new(proxy);

@@ -277,9 +277,9 @@ impl TestApp {
 
     /// Signs `event` exactly as the Stripe CLI does (t=now, one v1, whole whsec as key).
     pub async fn post_webhook(&self, event: &Value) -> reqwest::Response {
-        let body = serde_json::to_vec(event).expect("event bytes");
-        let header = signature::header(WEBHOOK_SECRET, chrono::Utc::now().timestamp(), &body);
-        self.post_webhook_raw(body, Some(&header)).await
+        post_signed_event(&self.client, &self.address, event)
+            .await
+            .expect("post webhook")
     }
 
     pub async fn post_webhook_raw(&self, body: Vec<u8>, header: Option<&str>) -> reqwest::Response {
@@ -451,6 +451,36 @@ pub async fn assert_money_invariant(db: &TestDb) {
     .await
     .expect("balance query");
     assert_eq!(m.n, 0, "ledger rows belong to the order's own account");
+}
+
+/// Signs `event` as the Stripe CLI does and posts it to the instance at `addr` (an app
+/// of this process, or a `paidonce serve` of its own): its answer, or why none came.
+pub async fn post_signed_event(
+    client: &reqwest::Client,
+    addr: &str,
+    event: &Value,
+) -> reqwest::Result<reqwest::Response> {
+    let body = serde_json::to_vec(event).expect("event bytes");
+    let header = signature::header(WEBHOOK_SECRET, chrono::Utc::now().timestamp(), &body);
+    client
+        .post(format!("{addr}/webhooks/stripe"))
+        .header("Content-Type", "application/json")
+        .header("Stripe-Signature", header)
+        .body(body)
+        .send()
+        .await
+}
+
+/// A new order for `email` on the instance at `addr`: its 201 body.
+pub async fn create_order_at(client: &reqwest::Client, addr: &str, email: &str) -> Value {
+    let res = client
+        .post(format!("{addr}/api/orders"))
+        .json(&json!({"email": email, "pack_id": "starter"}))
+        .send()
+        .await
+        .expect("post order");
+    assert_eq!(res.status(), 201, "creating an order at {addr}");
+    res.json().await.expect("order json")
 }
 
 /// A `payment_intent.*` event as Stripe sends it (API version, extra fields and all).

@@ -353,18 +353,7 @@ async fn a_transaction_killed_after_its_change_announces_nothing_and_its_redeliv
     let delivery = tokio::spawn({
         let (client, address, event) = (app.client.clone(), app.address.clone(), event.clone());
         async move {
-            let body = serde_json::to_vec(&event).unwrap();
-            let header = paidonce::webhook::signature::header(
-                WEBHOOK_SECRET,
-                chrono::Utc::now().timestamp(),
-                &body,
-            );
-            client
-                .post(format!("{address}/webhooks/stripe"))
-                .header("Content-Type", "application/json")
-                .header("Stripe-Signature", header)
-                .body(body)
-                .send()
+            post_signed_event(&client, &address, &event)
                 .await
                 .unwrap()
                 .status()
@@ -618,24 +607,8 @@ async fn sigterm_with_a_send_waiting_on_the_receiver_releases_it_and_exits_promp
     )
     .await;
     let client = reqwest::Client::new();
-    let order: Value = client
-        .post(format!("{addr}/api/orders"))
-        .json(&json!({"email": unique_email(), "pack_id": "starter"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let body = serde_json::to_vec(&succeeded(&new_event_id(), &order)).unwrap();
-    let header =
-        paidonce::webhook::signature::header(WEBHOOK_SECRET, chrono::Utc::now().timestamp(), &body);
-    let res = client
-        .post(format!("{addr}/webhooks/stripe"))
-        .header("Content-Type", "application/json")
-        .header("Stripe-Signature", header)
-        .body(body)
-        .send()
+    let order = create_order_at(&client, &addr, &unique_email()).await;
+    let res = post_signed_event(&client, &addr, &succeeded(&new_event_id(), &order))
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
