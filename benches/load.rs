@@ -244,6 +244,10 @@ async fn run(s: Settings) -> anyhow::Result<()> {
         &sample,
         &pack,
     ))?;
+    println!(
+        "  events: payment_intent.succeeded as Stripe sends it, {} bytes (pgbench stores the same bytes)",
+        payload.len()
+    );
 
     let mut bench = Bench {
         s,

@@ -8,32 +8,67 @@ use serde_json::{Value, json};
 use crate::driver::MakeRequest;
 use crate::stack::{self, Pack, Seeded};
 
-/// A `payment_intent.succeeded` event as Stripe sends it (tests/api/helpers.rs' shape).
+/// A `payment_intent.succeeded` event as Stripe sends it: every field Stripe fills on
+/// a card PaymentIntent (API 2026-09-30), so the body is the size paidonce really gets
+/// (about 2.4 KB; `bytes` in the run's output), not a trimmed one that flatters.
 pub fn succeeded(event_id: &str, order: &Seeded, pack: &Pack) -> Value {
+    let pi = &order.payment_intent_id;
+    let charge = format!("ch_{}", &pi[pi.len().saturating_sub(24)..]);
     json!({
         "id": event_id,
         "object": "event",
         "api_version": "2026-09-30.endive",
         "created": chrono::Utc::now().timestamp(),
-        "livemode": false,
-        "pending_webhooks": 1,
-        "request": {"id": null, "idempotency_key": null},
-        "type": "payment_intent.succeeded",
         "data": {"object": {
-            "id": order.payment_intent_id,
+            "id": pi,
             "object": "payment_intent",
             "amount": pack.amount,
             "amount_capturable": 0,
+            "amount_details": {"tip": {}},
             "amount_received": pack.amount,
-            "capture_method": "automatic",
+            "application": null,
+            "application_fee_amount": null,
+            "automatic_payment_methods": {"allow_redirects": "always", "enabled": true},
+            "canceled_at": null,
+            "cancellation_reason": null,
+            "capture_method": "automatic_async",
+            "client_secret": format!("{pi}_secret_bench0123456789abcdefghij"),
             "confirmation_method": "automatic",
             "created": 1_700_000_000,
             "currency": pack.currency,
+            "customer": null,
+            "description": format!("{} credits ({})", pack.credits, pack.id),
+            "excluded_payment_method_types": null,
+            "invoice": null,
+            "last_payment_error": null,
+            "latest_charge": charge,
             "livemode": false,
             "metadata": {"order_id": order.id.to_string()},
-            "payment_method_types": ["card"],
+            "next_action": null,
+            "on_behalf_of": null,
+            "payment_method": "pm_1QbenchPaymentMethod0123456",
+            "payment_method_configuration_details": {"id": "pmc_1QbenchConfiguration0123", "parent": null},
+            "payment_method_options": {
+                "card": {"installments": null, "mandate_options": null, "network": null, "request_three_d_secure": "automatic"},
+                "link": {"persistent_token": null}
+            },
+            "payment_method_types": ["card", "link"],
+            "processing": null,
+            "receipt_email": "shopper@bench.example",
+            "review": null,
+            "setup_future_usage": null,
+            "shipping": null,
+            "source": null,
+            "statement_descriptor": null,
+            "statement_descriptor_suffix": null,
             "status": "succeeded",
+            "transfer_data": null,
+            "transfer_group": null
         }},
+        "livemode": false,
+        "pending_webhooks": 2,
+        "request": {"id": "req_benchRequest012345", "idempotency_key": format!("stripe-node-retry-{}", order.id)},
+        "type": "payment_intent.succeeded"
     })
 }
 
