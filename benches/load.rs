@@ -28,6 +28,7 @@
 //! log filter (the app's default).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+#![recursion_limit = "256"]
 
 #[path = "load/catchup.rs"]
 mod catchup;
