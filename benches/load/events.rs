@@ -37,7 +37,7 @@ pub fn succeeded(event_id: &str, order: &Seeded, pack: &Pack) -> Value {
             "created": 1_700_000_000,
             "currency": pack.currency,
             "customer": null,
-            "description": format!("{} credits ({})", pack.credits, pack.id),
+            "description": format!("{} credits (starter)", pack.credits),
             "excluded_payment_method_types": null,
             "invoice": null,
             "last_payment_error": null,
