@@ -10,7 +10,7 @@ use crate::stack::{self, Pack, Seeded};
 
 /// A `payment_intent.succeeded` event as Stripe sends it: every field Stripe fills on
 /// a card PaymentIntent (API 2026-09-30), so the body is the size paidonce really gets
-/// (about 2.4 KB; `bytes` in the run's output), not a trimmed one that flatters.
+/// (about 2.4 KB; the size is printed in the run's output), not a trimmed one that flatters.
 pub fn succeeded(event_id: &str, order: &Seeded, pack: &Pack) -> Value {
     let pi = &order.payment_intent_id;
     let charge = format!("ch_{}", &pi[pi.len().saturating_sub(24)..]);
@@ -44,15 +44,26 @@ pub fn succeeded(event_id: &str, order: &Seeded, pack: &Pack) -> Value {
             "latest_charge": charge,
             "livemode": false,
             "metadata": {"order_id": order.id.to_string()},
+            "presentment_details": null,
             "next_action": null,
             "on_behalf_of": null,
             "payment_method": "pm_1QbenchPaymentMethod0123456",
             "payment_method_configuration_details": {"id": "pmc_1QbenchConfiguration0123", "parent": null},
+            // With automatic payment methods Stripe lists every method the account has
+            // on, each with its options: most of a real event's size.
             "payment_method_options": {
+                "amazon_pay": {"express_checkout_element_session_id": null},
                 "card": {"installments": null, "mandate_options": null, "network": null, "request_three_d_secure": "automatic"},
-                "link": {"persistent_token": null}
+                "cashapp": {},
+                "klarna": {"preferred_locale": null},
+                "link": {"persistent_token": null},
+                "us_bank_account": {
+                    "financial_connections": {"permissions": ["payment_method"], "prefetch": []},
+                    "mandate_options": {},
+                    "verification_method": "automatic"
+                }
             },
-            "payment_method_types": ["card", "link"],
+            "payment_method_types": ["card", "link", "cashapp", "amazon_pay", "klarna", "us_bank_account"],
             "processing": null,
             "receipt_email": "shopper@bench.example",
             "review": null,
