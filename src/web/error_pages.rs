@@ -28,15 +28,16 @@ pub async fn html_for_browsers(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let wants_page = wants_html(req.path(), req.headers());
-    let shop = req
-        .app_data::<actix_web::web::Data<crate::state::AppState>>()
-        .map_or_else(crate::config::Shop::default, |s| s.config.shop.clone());
     let res = next.call(req).await?;
     let status = res.status();
     if !wants_page || !(status.is_client_error() || status.is_server_error()) || !is_json(&res) {
         return Ok(res.map_into_left_body());
     }
     let (req, res) = res.into_parts();
+    // Looked up only for an error page itself, off every other request's path.
+    let shop = req
+        .app_data::<actix_web::web::Data<crate::state::AppState>>()
+        .map_or_else(crate::config::Shop::default, |s| s.config.shop.clone());
     let (head, body) = res.into_parts();
     let Ok(bytes) = actix_web::body::to_bytes_limited(body, ERROR_BODY_LIMIT).await else {
         let fallback = super::html::plain_error_page(&shop, status, default_message(status));
