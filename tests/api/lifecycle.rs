@@ -358,3 +358,29 @@ async fn every_arrival_order_of_success_dispute_and_refund_ends_in_one_state() {
     }
     app.assert_money_invariant().await;
 }
+
+#[tokio::test]
+async fn a_refund_worth_a_fraction_of_a_credit_revokes_the_floor_and_the_checker_agrees() {
+    let app = spawn_app().await;
+    let email = unique_email();
+    // 550 credits for 2500 cents; 333 cents back is worth 73.26 credits: 73 go.
+    let order = app.create_order(&email, "standard").await;
+    assert_eq!(
+        app.deliver(&succeeded(&new_event_id(), &order)).await.1,
+        "applied"
+    );
+    assert_eq!(
+        app.deliver(&refunded(&new_event_id(), &order, 333)).await.1,
+        "applied"
+    );
+    assert_eq!(app.balance(&email).await, 550 - 73);
+    // Then 1667 cents in all: 366.74 credits, so 293 more (366 in all).
+    assert_eq!(
+        app.deliver(&refunded(&new_event_id(), &order, 1667))
+            .await
+            .1,
+        "applied"
+    );
+    assert_eq!(app.balance(&email).await, 550 - 366);
+    app.assert_money_invariant().await;
+}
