@@ -282,6 +282,11 @@ mod tests {
             quoted_long.as_bytes(),
             b"\"bad\\x\"",
             b"\x01",
+            // Found by cargo-mutants: each of these was accepted by a mutant that
+            // dropped one rule of the quoted form, and no case here said otherwise.
+            b"\"un\"escaped\"",
+            b"\"caf\xc3\xa9\"",
+            b"\"   \"",
         ] {
             let err = IdempotencyKey::parse(raw).unwrap_err();
             assert_eq!(
