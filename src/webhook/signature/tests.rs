@@ -76,6 +76,19 @@ fn every_bad_header_kind_is_rejected_with_its_code() {
             "signature_mismatch",
             "signature for another timestamp",
         ),
+        // The length bound on the timestamp, at its edge (cargo-mutants moved it and no
+        // case noticed): 18 digits is a number, out of tolerance; 19 is refused as
+        // malformed before any parse, even where it would fit an i64.
+        (
+            header("whsec_test", 111_111_111_111_111_111, BODY),
+            "timestamp_out_of_tolerance",
+            "18-digit timestamp, signed",
+        ),
+        (
+            header("whsec_test", 1_111_111_111_111_111_111, BODY),
+            "malformed_signature",
+            "19-digit timestamp, signed",
+        ),
     ];
     for (h, code, why) in cases {
         let err = verify(&h, BODY, &secrets(&["whsec_test"]), NOW, 300).unwrap_err();
