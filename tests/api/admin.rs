@@ -96,6 +96,10 @@ async fn reconcile_now_needs_a_csrf_token() {
         .unwrap();
     assert_eq!(res.status(), 403);
     let (_, html) = admin_page(&app, "/admin").await;
+    assert!(
+        !html.contains("(admin)</dd>"),
+        "the refused post ran nothing: {html}"
+    );
     let token = csrf_token(&html);
     let res = app
         .client
@@ -107,7 +111,10 @@ async fn reconcile_now_needs_a_csrf_token() {
         .unwrap();
     assert_eq!(res.status(), 303);
     let (_, html) = admin_page(&app, "/admin").await;
-    assert!(html.contains("admin"), "the run is shown with its trigger");
+    assert!(
+        html.contains("(admin)</dd>"),
+        "the run is shown as the last run, with its trigger: {html}"
+    );
 }
 
 #[tokio::test]
