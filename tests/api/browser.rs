@@ -133,6 +133,20 @@ impl Browser {
         }
     }
 
+    /// Presses `action` on the sandbox pay page and waits for the return to the status page.
+    async fn press_and_return(&self, action: &str) {
+        self.client
+            .find(Locator::Css(&format!(
+                "button[name=action][value={action}]"
+            )))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        self.wait_for_url("/status").await;
+    }
+
     async fn close(mut self) {
         let _ = self.client.close().await;
         let _ = self.driver.kill();
@@ -146,18 +160,11 @@ async fn buy_credits_in_the_sandbox(javascript: bool, name: &str) {
     };
     let app = spawn_app().await;
     let email = unique_email();
-    let c = &browser.client;
 
     // Arrange and act: the checkout, then "succeed" on the sandbox pay page.
     checkout_to_sandbox_pay(&browser, &app, &email).await;
     browser.shot("2-sandbox-pay").await;
-    c.find(Locator::Css("button[name=action][value=succeed]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser.wait_for_url("/status").await;
+    browser.press_and_return("succeed").await;
     browser.shot("3-status-unsettled").await;
 
     // Assert: the status page turns to paid by itself (polling, or meta refresh without JS).
@@ -311,13 +318,7 @@ async fn a_decline_whose_webhook_is_lost_shows_within_ten_seconds_and_paying_aga
         .select_by_value("drop")
         .await
         .unwrap();
-    c.find(Locator::Css("button[name=action][value=fail]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser.wait_for_url("/status").await;
+    browser.press_and_return("fail").await;
     let landed = Instant::now();
     browser
         .wait_for_text("Your payment failed.", Duration::from_secs(10))
@@ -337,13 +338,7 @@ async fn a_decline_whose_webhook_is_lost_shows_within_ten_seconds_and_paying_aga
         .unwrap();
     browser.wait_for_url("/sandbox/pay/").await;
     browser.shot("2-pay-again").await;
-    c.find(Locator::Css("button[name=action][value=succeed]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    browser.wait_for_url("/status").await;
+    browser.press_and_return("succeed").await;
     browser.shot("3-status-after-paying-again").await;
     browser
         .wait_for_text("100 credits added", Duration::from_secs(30))

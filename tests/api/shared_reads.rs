@@ -86,6 +86,17 @@ async fn concurrent_polls_each_get_their_own_order() {
     );
 }
 
+/// Every connection to the test's database but `conn`'s own, terminated by the server.
+async fn kill_other_connections(conn: &mut diesel_async::AsyncPgConnection) {
+    diesel::sql_query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(conn)
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn a_killed_shared_connection_is_replaced() {
     let app = spawn_app().await;
@@ -93,13 +104,7 @@ async fn a_killed_shared_connection_is_replaced() {
     let id = order["id"].as_str().unwrap();
     assert_eq!(app.get_order(id).await.status(), 200);
     let mut conn = app.db.conn().await;
-    diesel::sql_query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid()",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    kill_other_connections(&mut conn).await;
     // A read is safe to repeat: the poll on the dead connection runs again on a fresh
     // one and answers 200 at once, every time, on every worker. (Polled before the
     // backends are even gone: a read meets the dying connection and retries.)
@@ -119,16 +124,10 @@ async fn a_killed_shared_connection_is_replaced() {
 async fn writes_after_the_database_killed_every_connection_never_answer_503() {
     let app = spawn_app_with(&[("DATABASE_POOL_SIZE", "10")]).await;
     let email = unique_email();
-    // Fill the pool: concurrent orders and deliveries each hold a pooled connection.
+    // Fill the pool: concurrent orders each hold a pooled connection.
     let orders: Vec<Value> = join_all((0..8).map(|_| app.create_order(&email, "starter"))).await;
     let mut conn = app.db.conn().await;
-    diesel::sql_query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = current_database() AND pid <> pg_backend_pid()",
-    )
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    kill_other_connections(&mut conn).await;
     // The database accepts connections again as soon as the killed backends are gone.
     tokio::time::timeout(std::time::Duration::from_secs(10), async {
         loop {
