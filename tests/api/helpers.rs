@@ -11,6 +11,8 @@ use paidonce::config::Config;
 use paidonce::db::embedded::{EmbeddedPostgres, Options};
 use paidonce::startup::Application;
 use paidonce::webhook::signature;
+
+use crate::facts::{self, Fact};
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
@@ -290,7 +292,13 @@ impl TestApp {
         if let Some(h) = header {
             req = req.header("Stripe-Signature", h);
         }
-        req.body(body).send().await.expect("post webhook")
+        let res = req.body(body.clone()).send().await.expect("post webhook");
+        if res.status() == 200
+            && let Ok(event) = serde_json::from_slice::<Value>(&body)
+        {
+            facts::record(&event);
+        }
+        res
     }
 
     /// Posts and returns (status, outcome).
@@ -371,10 +379,10 @@ struct OrderMoney {
     credits: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     amount: i64,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    amount_refunded: i64,
     #[diesel(sql_type = diesel::sql_types::Text)]
-    dispute: String,
+    currency: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    payment_intent_id: Option<String>,
     #[diesel(sql_type = diesel::sql_types::Bool)]
     paid: bool,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -385,17 +393,119 @@ struct OrderMoney {
     grant_rows: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     revoked: i64,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    granted_after_review: bool,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    operator_granted: bool,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    sandbox_status: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    sandbox_amount: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    sandbox_refunded: Option<i64>,
 }
 
+impl OrderMoney {
+    /// Whether something outside the app says this order was paid: a success event the
+    /// app accepted for this order, with its amount and currency; the provider's record
+    /// of a succeeded PaymentIntent of that amount; or an operator's grant.
+    fn payment_is_a_fact(&self, facts: &[Fact]) -> bool {
+        let order_id = self.id.to_string();
+        let by_event = facts.iter().any(|f| match f {
+            Fact::Succeeded {
+                amount,
+                currency,
+                order_id: named,
+                payment_intent,
+            } => {
+                *amount == self.amount
+                    && currency.eq_ignore_ascii_case(&self.currency)
+                    && named.as_deref().is_none_or(|n| n == order_id)
+                    && self
+                        .payment_intent_id
+                        .as_deref()
+                        .is_none_or(|pi| pi == payment_intent)
+            }
+            _ => false,
+        });
+        let by_sandbox = self.sandbox_status.as_deref() == Some("succeeded")
+            && self.sandbox_amount == Some(self.amount);
+        let by_double = self
+            .payment_intent_id
+            .as_deref()
+            .and_then(facts::double_intent)
+            .is_some_and(|pi| {
+                pi["status"] == "succeeded"
+                    && pi["amount_received"].as_i64().or(pi["amount"].as_i64()) == Some(self.amount)
+                    && pi["currency"]
+                        .as_str()
+                        .is_some_and(|c| c.eq_ignore_ascii_case(&self.currency))
+            });
+        by_event || by_sandbox || by_double || self.operator_granted
+    }
+
+    /// The refund total the outside world stated: the highest total in a refund event
+    /// that fits this order's charge, or the provider's own; after a refund failed, the
+    /// provider's total, raised only by refund events made since.
+    fn refund_total_from_facts(&self, facts: &[Fact]) -> i64 {
+        let failed_at = facts
+            .iter()
+            .filter_map(|f| match f {
+                Fact::RefundFailed { created } => Some(*created),
+                _ => None,
+            })
+            .max();
+        let provider = self
+            .sandbox_refunded
+            .or_else(|| {
+                self.payment_intent_id
+                    .as_deref()
+                    .and_then(facts::double_amount_refunded)
+            })
+            .unwrap_or(0);
+        let stated = facts
+            .iter()
+            .filter_map(|f| match f {
+                Fact::Refunded {
+                    charge_amount,
+                    amount_refunded,
+                    currency,
+                    created,
+                } if *charge_amount == self.amount
+                    && currency.eq_ignore_ascii_case(&self.currency)
+                    && (0..=self.amount).contains(amount_refunded)
+                    && failed_at.is_none_or(|t| *created >= t) =>
+                {
+                    Some(*amount_refunded)
+                }
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        stated.max(provider)
+    }
+}
+
+/// SPEC §3's money rules over every order in the database, with what must be true taken
+/// from outside the app (facts.rs: the events it accepted, the provider's records, the
+/// operator's decisions) and what is true read from the ledger by raw SQL.
 pub async fn assert_money_invariant(db: &TestDb) {
     let mut conn = db.conn().await;
     let rows: Vec<OrderMoney> = diesel::sql_query(
-        "SELECT o.id, o.status, o.credits, o.amount, o.amount_refunded, o.dispute, \
+        "SELECT o.id, o.status, o.credits, o.amount, o.currency, o.payment_intent_id, \
            (o.paid_at IS NOT NULL) AS paid, o.revoked AS revoked_column, \
            COALESCE(SUM(l.delta) FILTER (WHERE l.kind = 'grant'), 0)::bigint AS grants, \
            COUNT(l.id) FILTER (WHERE l.kind = 'grant') AS grant_rows, \
-           COALESCE(-SUM(l.delta) FILTER (WHERE l.kind IN ('refund', 'dispute')), 0)::bigint AS revoked \
-         FROM orders o LEFT JOIN ledger l ON l.order_id = o.id GROUP BY o.id",
+           COALESCE(-SUM(l.delta) FILTER (WHERE l.kind IN ('refund', 'dispute')), 0)::bigint AS revoked, \
+           COALESCE(MIN(l.created_at) FILTER (WHERE l.kind = 'grant') >= \
+             (SELECT MAX(t.at) FROM order_transitions t WHERE t.order_id = o.id AND t.to_status = 'needs_review'), \
+             false) AS granted_after_review, \
+           EXISTS (SELECT 1 FROM operator_actions a WHERE a.order_id = o.id \
+             AND a.action = 'resolve_grant' AND a.state = 'done') AS operator_granted, \
+           s.status AS sandbox_status, s.amount AS sandbox_amount, s.amount_refunded AS sandbox_refunded \
+         FROM orders o LEFT JOIN ledger l ON l.order_id = o.id \
+           LEFT JOIN sandbox_payment_intents s ON s.id = o.payment_intent_id \
+         GROUP BY o.id, s.id",
     )
     .load(&mut conn)
     .await
@@ -406,6 +516,16 @@ pub async fn assert_money_invariant(db: &TestDb) {
             "order {}: the revoked column is the sum of its revocation rows",
             o.id
         );
+        let facts = facts::about(&o.id.to_string(), o.payment_intent_id.as_deref());
+        if o.grant_rows > 0 {
+            assert!(
+                o.payment_is_a_fact(&facts),
+                "order {} ({}) holds a grant that no accepted success event, provider record \
+                 or operator decision supports",
+                o.id,
+                o.status
+            );
+        }
         if !o.paid {
             assert_eq!(
                 (o.grant_rows, o.revoked),
@@ -424,21 +544,38 @@ pub async fn assert_money_invariant(db: &TestDb) {
             o.status
         );
         if o.status == "needs_review" {
-            // Credits stand still during a review: never more taken back than granted.
+            // No credits move in a review: a grant it holds came before the contradiction,
+            // and never more is taken back than was granted.
+            assert!(
+                !o.granted_after_review,
+                "order {}: credits granted while in review",
+                o.id
+            );
             assert!(o.revoked <= o.credits, "order {}", o.id);
             continue;
         }
-        // A lost dispute takes back everything; otherwise the refund total decides, by
-        // SPEC §3's rule written out here rather than borrowed from the app:
-        // floor(credits × amount_refunded / amount).
-        let expected = if o.dispute == "lost" {
+        // A lost dispute takes back everything (a dispute closes once: the first close
+        // accepted is its end); otherwise the refund total the facts state decides, by
+        // SPEC §3's rule written out here: floor(credits × refunded / amount).
+        let lost = facts
+            .iter()
+            .find_map(|f| match f {
+                Fact::DisputeClosed { lost } => Some(*lost),
+                _ => None,
+            })
+            .unwrap_or(false);
+        let expected = if lost {
             o.credits
         } else {
-            let refunded = o.amount_refunded.clamp(0, o.amount);
+            let refunded = o.refund_total_from_facts(&facts);
             i64::try_from(i128::from(o.credits) * i128::from(refunded) / i128::from(o.amount))
                 .expect("revocation fits")
         };
-        assert_eq!(o.revoked, expected, "order {} revoked credits", o.id);
+        assert_eq!(
+            o.revoked, expected,
+            "order {} ({}) revoked credits",
+            o.id, o.status
+        );
     }
     // Every account's balance is the sum of its ledger rows (and never double-counts).
     #[derive(diesel::QueryableByName)]
@@ -466,13 +603,17 @@ pub async fn post_signed_event(
 ) -> reqwest::Result<reqwest::Response> {
     let body = serde_json::to_vec(event).expect("event bytes");
     let header = signature::header(WEBHOOK_SECRET, chrono::Utc::now().timestamp(), &body);
-    client
+    let res = client
         .post(format!("{addr}/webhooks/stripe"))
         .header("Content-Type", "application/json")
         .header("Stripe-Signature", header)
         .body(body)
         .send()
-        .await
+        .await?;
+    if res.status() == 200 {
+        facts::record(event);
+    }
+    Ok(res)
 }
 
 /// A new order for `email` on the instance at `addr`: its 201 body.

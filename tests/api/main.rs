@@ -14,6 +14,7 @@ mod crash;
 mod credits;
 mod db_outage;
 mod error_pages;
+mod facts;
 mod helpers;
 mod hostile_events;
 mod idempotency;

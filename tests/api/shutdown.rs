@@ -161,7 +161,8 @@ async fn webhook_in_flight_at_sigterm() {
         .execute(&mut lock)
         .await
         .unwrap();
-    let body = serde_json::to_vec(&succeeded(&new_event_id(), &order)).unwrap();
+    let event = succeeded(&new_event_id(), &order);
+    let body = serde_json::to_vec(&event).unwrap();
     let header =
         paidonce::webhook::signature::header(WEBHOOK_SECRET, chrono::Utc::now().timestamp(), &body);
     let delivery = tokio::spawn({
@@ -209,6 +210,7 @@ async fn webhook_in_flight_at_sigterm() {
     assert_eq!(res.status(), 200);
     let receipt: Value = res.json().await.unwrap();
     assert_eq!(receipt["outcome"], "applied");
+    crate::facts::record(&event);
     assert_money_invariant(db).await;
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await

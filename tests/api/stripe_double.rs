@@ -252,6 +252,7 @@ impl StripeDouble {
 
     pub async fn on(server: MockServer, delay: Duration) -> StripeDouble {
         let intents = Arc::new(Mutex::new(Intents::default()));
+        crate::facts::register_double(&intents);
         Mock::given(method("POST"))
             .and(path("/v1/payment_intents"))
             .respond_with(CreateResponder {
@@ -353,6 +354,7 @@ impl StripeDouble {
 
     /// Records an event as made by Stripe (listed by `GET /v1/events`, not delivered).
     pub fn record_event(&self, event: &Value) {
+        crate::facts::record(event);
         self.intents.lock().unwrap().events.push(event.clone());
     }
 
