@@ -13,6 +13,7 @@ use paidonce::startup::Application;
 use paidonce::webhook::signature;
 
 use crate::facts::{self, Fact};
+use crate::log_capture;
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
@@ -214,9 +215,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
 
 /// Another instance on the same database (two instances, one database).
 pub async fn spawn_app_on(db: std::sync::Arc<TestDb>, overrides: &[(&str, &str)]) -> TestApp {
-    if std::env::var("TEST_LOG").is_ok() {
-        paidonce::telemetry::init_logging("info", false);
-    }
+    log_capture::install();
     let app = Application::build(test_config(&db.url, overrides))
         .await
         .expect("building the app");
@@ -232,6 +231,17 @@ pub async fn spawn_app_on(db: std::sync::Arc<TestDb>, overrides: &[(&str, &str)]
         client,
         db,
         state,
+    }
+}
+
+/// Every test app's log lines fail the test that drops the app if they carry a secret
+/// (SPEC §2): the apps of this process share one subscriber, so each drop scans what was
+/// written since the last scan, whoever wrote it.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            log_capture::assert_no_secret_since_last_scan();
+        }
     }
 }
 
@@ -352,15 +362,6 @@ impl TestApp {
         assert_eq!(res.status(), 200, "no account for {email}");
         let body: Value = res.json().await.expect("account json");
         body["balance"].as_i64().expect("balance")
-    }
-
-    /// Sum of the samples of `metric` whose labels contain `label` (e.g. `outcome="applied"`).
-    pub async fn metric(&self, metric: &str, label: &str) -> f64 {
-        let text = self.get_text("/metrics").await;
-        text.lines()
-            .filter(|l| l.starts_with(metric) && l.contains(label))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
     }
 
     /// SPEC §3's money rules, checked over every order in the database.

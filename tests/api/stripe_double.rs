@@ -28,6 +28,8 @@ pub struct Intents {
 pub struct StripeDouble {
     pub server: MockServer,
     pub intents: Arc<Mutex<Intents>>,
+    /// How long a retrieve's answer takes to arrive (its content is read on arrival).
+    retrieve_delay: Arc<Mutex<Duration>>,
 }
 
 struct CreateResponder {
@@ -74,6 +76,7 @@ impl Respond for CreateResponder {
 /// `GET /v1/<things>/{id}`: the stored object, or Stripe's 404.
 struct RetrieveResponder {
     intents: Arc<Mutex<Intents>>,
+    delay: Arc<Mutex<Duration>>,
     /// "payment_intent" or "charge".
     kind: &'static str,
 }
@@ -87,8 +90,11 @@ impl Respond for RetrieveResponder {
         } else {
             &intents.objects
         };
+        let delay = *self.delay.lock().unwrap();
         match store.get(id) {
-            Some(o) => ResponseTemplate::new(200).set_body_json(o.clone()),
+            Some(o) => ResponseTemplate::new(200)
+                .set_body_json(o.clone())
+                .set_delay(delay),
             None => ResponseTemplate::new(404).set_body_json(json!({"error": {
                 "type": "invalid_request_error", "code": "resource_missing",
                 "message": format!("No such {}", self.kind)}})),
@@ -253,6 +259,7 @@ impl StripeDouble {
     pub async fn on(server: MockServer, delay: Duration) -> StripeDouble {
         let intents = Arc::new(Mutex::new(Intents::default()));
         crate::facts::register_double(&intents);
+        let retrieve_delay = Arc::new(Mutex::new(Duration::ZERO));
         Mock::given(method("POST"))
             .and(path("/v1/payment_intents"))
             .respond_with(CreateResponder {
@@ -265,6 +272,7 @@ impl StripeDouble {
             .and(path_regex(r"^/v1/payment_intents/[A-Za-z0-9_]+$"))
             .respond_with(RetrieveResponder {
                 intents: intents.clone(),
+                delay: retrieve_delay.clone(),
                 kind: "payment_intent",
             })
             .mount(&server)
@@ -273,6 +281,7 @@ impl StripeDouble {
             .and(path_regex(r"^/v1/charges/[A-Za-z0-9_]+$"))
             .respond_with(RetrieveResponder {
                 intents: intents.clone(),
+                delay: retrieve_delay.clone(),
                 kind: "charge",
             })
             .mount(&server)
@@ -299,7 +308,11 @@ impl StripeDouble {
             })
             .mount(&server)
             .await;
-        StripeDouble { server, intents }
+        StripeDouble {
+            server,
+            intents,
+            retrieve_delay,
+        }
     }
 
     /// Env overrides pointing the app at this double.
@@ -308,6 +321,12 @@ impl StripeDouble {
             ("STRIPE_SECRET_KEY", "sk_test_double".into()),
             ("STRIPE_API_BASE", self.server.uri()),
         ]
+    }
+
+    /// Makes every later retrieve answer `delay` after it arrived, with what was true on
+    /// arrival: a sync that asked is then still on its way while the test acts.
+    pub fn slow_retrieves(&self, delay: Duration) {
+        *self.retrieve_delay.lock().unwrap() = delay;
     }
 
     /// Sets what a retrieve of `pi` answers (status, and amount_received for success).
