@@ -1,5 +1,6 @@
 //! Signature verification over real HTTP, signed as the Stripe CLI signs.
 
+use diesel_async::RunQueryDsl;
 use paidonce::webhook::signature;
 use serde_json::{Value, json};
 
@@ -90,6 +91,19 @@ async fn two_signature_headers_are_refused() {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "multiple_signature_headers");
+    let mut conn = app.db.conn().await;
+    #[derive(diesel::QueryableByName)]
+    struct Stored {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let stored: Stored = diesel::sql_query("SELECT count(*) AS n FROM webhook_events")
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(stored.n, 0, "nothing stored");
 }
 
 #[tokio::test]
