@@ -67,6 +67,36 @@ mod tests {
         );
     }
 
+    /// An address of exactly `len` characters that passes every other rule.
+    fn address_of(len: usize) -> String {
+        let local = "a".repeat(64);
+        let mut domain = String::new();
+        while local.len() + 1 + domain.len() < len {
+            let room = len - local.len() - 1 - domain.len();
+            let label = room.saturating_sub(1).clamp(1, 63);
+            if !domain.is_empty() {
+                domain.push('.');
+            }
+            domain.push_str(&"b".repeat(label));
+        }
+        let email = format!("{local}@{domain}");
+        assert_eq!(email.len(), len);
+        email
+    }
+
+    #[test]
+    fn the_length_limit_is_254_characters_inclusive() {
+        let longest = address_of(254);
+        assert_eq!(Email::parse(&longest).unwrap().as_str(), longest);
+        assert!(Email::parse(&address_of(255)).is_err());
+    }
+
+    #[test]
+    fn an_email_displays_as_its_normalised_text() {
+        let email = Email::parse(" Ada@Example.COM").unwrap();
+        assert_eq!(email.to_string(), "ada@example.com");
+    }
+
     #[test]
     fn invalid_addresses_are_rejected() {
         let long = format!("{}@example.com", "a".repeat(250));

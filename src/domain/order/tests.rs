@@ -705,3 +705,63 @@ fn an_operator_refund_closes_a_review_as_refunded_taking_back_what_was_granted()
     assert_eq!(step(&mut paid, FactKind::OperatorRefunded), -100);
     assert_eq!(paid.status, Refunded);
 }
+
+#[test]
+fn unsettled_means_pending_processing_or_failed_only() {
+    for status in [Pending, Processing, Failed] {
+        assert!(status.is_unsettled(), "{status:?}");
+    }
+    for status in [
+        Paid,
+        PartiallyRefunded,
+        Refunded,
+        Canceled,
+        Disputed,
+        DisputeLost,
+        NeedsReview,
+    ] {
+        assert!(!status.is_unsettled(), "{status:?}");
+    }
+}
+
+#[test]
+fn each_revocation_names_its_ledger_kind() {
+    assert_eq!(RevocationKind::Refund.ledger_kind(), "refund");
+    assert_eq!(RevocationKind::Dispute.ledger_kind(), "dispute");
+}
+
+#[test]
+fn nothing_is_revoked_without_an_amount_or_a_positive_refund() {
+    // Either alone is enough: no division by a zero amount, no negative revocation.
+    assert_eq!(revoked_credits(100, 0, 10), 0);
+    assert_eq!(revoked_credits(100, 1000, -50), 0);
+    assert_eq!(revoked_credits(100, -1000, -50), 0);
+}
+
+#[test]
+fn a_sync_that_finds_the_same_total_later_still_moves_its_time_on() {
+    let mut o = order(PartiallyRefunded);
+    o.amount_refunded = 250;
+    o.refunds_as_of = Some(100);
+    o.revoked = 50;
+    let synced = |as_of| {
+        fact(FactKind::RefundsSynced {
+            charge_amount: 500,
+            amount_refunded: 250,
+            currency: "usd".into(),
+            as_of,
+        })
+    };
+    match decide(&o, &synced(200)) {
+        Decision::Apply(c) => {
+            assert_eq!(
+                (c.to, c.amount_refunded, c.refunds_as_of, c.revoke),
+                (PartiallyRefunded, 250, Some(200), None)
+            );
+        }
+        other => panic!("the later time is remembered: {other:?}"),
+    }
+    // Same total, same or older time: nothing to remember.
+    assert_eq!(decide(&o, &synced(100)), Decision::Noop);
+    assert_eq!(decide(&o, &synced(50)), Decision::Noop);
+}
