@@ -130,6 +130,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_flood_of_keys_is_swept_down_to_those_seen_within_the_window() {
+        let rate = Rate {
+            count: 3,
+            window: Duration::from_secs(60),
+        };
+        let mut w = SlidingWindow::new(rate);
+        let t0 = Instant::now();
+        let now = t0 + Duration::from_secs(120);
+        for k in 0..SWEEP_AT - 2 {
+            w.record(&k, t0);
+        }
+        // Exactly a window old: out of it, as `over` counts. Half a window old: in it.
+        w.record(&(SWEEP_AT - 2), now - rate.window);
+        w.record(&(SWEEP_AT - 1), now - rate.window / 2);
+        assert_eq!(w.seen.len(), SWEEP_AT);
+        w.record(&usize::MAX, now);
+        let mut kept: Vec<usize> = w.seen.keys().copied().collect();
+        kept.sort_unstable();
+        assert_eq!(kept, [SWEEP_AT - 1, usize::MAX]);
+    }
+
+    #[test]
     fn rates_parse_as_the_spec_writes_them() {
         assert_eq!(
             "20/min".parse::<Rate>().unwrap(),

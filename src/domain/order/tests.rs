@@ -765,3 +765,51 @@ fn a_sync_that_finds_the_same_total_later_still_moves_its_time_on() {
     assert_eq!(decide(&o, &synced(100)), Decision::Noop);
     assert_eq!(decide(&o, &synced(50)), Decision::Noop);
 }
+
+#[test]
+fn a_refund_of_a_paid_order_is_a_refund_revocation() {
+    let Decision::Apply(c) = decide(&order(Paid), &fact(refunded(250))) else {
+        panic!()
+    };
+    assert_eq!(
+        (c.to, c.revoke),
+        (
+            PartiallyRefunded,
+            Some(Revocation {
+                delta: -50,
+                kind: RevocationKind::Refund,
+                refund_total: 250
+            })
+        )
+    );
+}
+
+#[test]
+fn a_dispute_amount_may_be_zero_but_never_negative() {
+    let amount = |a| FactKind::DisputeOpened {
+        amount: Some(a),
+        currency: Some("usd".into()),
+    };
+    assert!(matches!(
+        decide(&order(Paid), &fact(amount(-1))),
+        Decision::Mismatch(_)
+    ));
+    assert_eq!(
+        summarise(&order(Paid), &decide(&order(Paid), &fact(amount(0)))),
+        Want::To(Disputed)
+    );
+}
+
+#[test]
+fn resolving_a_review_by_refund_closes_it_as_refunded_even_after_a_lost_dispute() {
+    let o = OrderState {
+        dispute: DisputeState::Lost,
+        revoked: 100,
+        paid: true,
+        ..order(NeedsReview)
+    };
+    let Decision::Apply(c) = decide(&o, &fact(FactKind::OperatorRefunded)) else {
+        panic!()
+    };
+    assert_eq!((c.to, c.amount_refunded, c.revoked), (Refunded, 500, 100));
+}
