@@ -208,6 +208,12 @@ async fn claim(
     if rand::random_ratio(1, 50) {
         db::idempotency::delete_expired(&mut conn, 500).await?;
     }
+    // The common case, a key never seen, in one statement of its own: a new row commits
+    // the claim at once. Only a key that exists (replayed, in use, expired, released)
+    // takes the transaction below, which looks at it under its row lock.
+    if db::idempotency::insert_claim(&mut conn, &key_text, &fingerprint, expires_at).await? {
+        return Ok(Claim::Owned(None));
+    }
     let outcome = conn
         .transaction::<_, AppError, _>(async |c| {
             db::idempotency::delete_if_expired(c, &key_text).await?;
