@@ -34,7 +34,10 @@ impl Write for Capture {
 pub fn install() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let filter = std::env::var("TEST_LOG").unwrap_or_else(|_| "info".into());
+        let filter = std::env::var("TEST_LOG")
+            .ok()
+            .filter(|f| !f.is_empty() && f != "1")
+            .unwrap_or_else(|| "info".into());
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_writer(|| Capture)
