@@ -5,7 +5,9 @@
 //! the previous one committed. The ledger's unique key refuses a second grant even if
 //! this logic ever raced.
 
-use diesel::QueryResult;
+// Spelled out rather than diesel's `QueryResult` alias, which mutation testing cannot
+// see through (every return-value mutant of these functions was unviable with it).
+use diesel::result::Error as DbError;
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
@@ -40,17 +42,6 @@ pub enum Settled {
         from: OrderStatus,
         to: OrderStatus,
     },
-}
-
-impl Settled {
-    pub fn order_id(&self) -> Option<Uuid> {
-        match self {
-            Settled::UnknownOrder => None,
-            Settled::Noop { order_id }
-            | Settled::Mismatch { order_id, .. }
-            | Settled::Applied { order_id, .. } => Some(*order_id),
-        }
-    }
 }
 
 /// The order a payment fact points at, row-locked until the transaction ends.
@@ -103,7 +94,7 @@ pub async fn apply(
     fact: &PaymentFact,
     cause: &str,
     outbox: Outbox,
-) -> QueryResult<Settled> {
+) -> Result<Settled, DbError> {
     let Some(locked) = lock(conn, reference).await? else {
         return Ok(Settled::UnknownOrder);
     };
@@ -115,7 +106,10 @@ pub async fn apply(
 /// Finds and row-locks the order: by `metadata.order_id`, else by PaymentIntent, else by
 /// a charge seen before. The first lookup is sent as soon as the future is first polled,
 /// so a caller can pipeline it behind another statement (the webhook's dedup insert).
-pub async fn lock(conn: &AsyncPgConnection, reference: &OrderRef) -> QueryResult<Option<Locked>> {
+pub async fn lock(
+    conn: &AsyncPgConnection,
+    reference: &OrderRef,
+) -> Result<Option<Locked>, DbError> {
     let found = |order, names_other_order| {
         Some(Locked {
             order,
@@ -153,7 +147,7 @@ pub async fn write(
     decision: &Decision,
     cause: &str,
     outbox: Outbox,
-) -> QueryResult<()> {
+) -> Result<(), DbError> {
     let order = &locked.order;
     // Sent first, in the same round trip as the change's statements.
     let remember = async {
@@ -177,7 +171,7 @@ async fn write_decision(
     decision: &Decision,
     cause: &str,
     outbox: Outbox,
-) -> QueryResult<()> {
+) -> Result<(), DbError> {
     match decision {
         Decision::Noop => Ok(()),
         Decision::Mismatch(reason) => {
@@ -220,7 +214,7 @@ async fn write_change(
     change: &Change,
     cause: &str,
     outbox: Outbox,
-) -> QueryResult<()> {
+) -> Result<(), DbError> {
     let entry = |kind, delta, refund_total| ledger::NewEntry {
         account_id: order.account_id,
         order_id: Some(order.id),
@@ -282,15 +276,15 @@ async fn write_change(
 /// Runs `statement` only if `needed` (an unpolled future sends nothing).
 async fn when(
     needed: bool,
-    statement: impl std::future::Future<Output = QueryResult<()>>,
-) -> QueryResult<()> {
+    statement: impl std::future::Future<Output = Result<(), DbError>>,
+) -> Result<(), DbError> {
     if needed { statement.await } else { Ok(()) }
 }
 
 async fn insert_entry(
     conn: &AsyncPgConnection,
     entry: Option<&ledger::NewEntry<'_>>,
-) -> QueryResult<()> {
+) -> Result<(), DbError> {
     match entry {
         Some(entry) => ledger::insert(conn, entry).await,
         None => Ok(()),

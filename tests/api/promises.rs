@@ -360,6 +360,22 @@ async fn an_instance_counts_exactly_what_it_did() {
         1.0
     );
     assert_eq!(sample(&text, "admin_login_failures_total", ""), 4.0);
+    // A status change is counted by its new status; a change that keeps the status (a
+    // dispute remembered for a pending order) is not.
+    assert_eq!(
+        sample(&text, "orders_settled_total", "status=\"paid\""),
+        2.0
+    );
+    let pending = create_order_at(&client, &addr, &unique_email()).await;
+    let pi = pending["payment_intent_id"].as_str().unwrap();
+    let dispute = stripe_event(
+        "charge.dispute.created",
+        dispute_object("ch_test", Some(pi), 500, "needs_response"),
+    );
+    let res = post_signed_event(&client, &addr, &dispute).await.unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["outcome"], "applied");
+    let text = metrics().await;
+    assert_eq!(sample(&text, "orders_settled_total", ""), 2.0, "{text}");
     stop(child).await;
 }
 
