@@ -211,12 +211,9 @@ pub async fn spend(
     let outbox = state.config.outbox();
     let result = conn
         .transaction::<_, AppError, _>(async |c| {
-            let account = db::spends::lock_account(c, email.as_str())
+            let (account, balance) = db::spends::lock_with_balance(c, email.as_str())
                 .await?
                 .ok_or(AppError::NotFound("account"))?;
-            // A new statement, so a new snapshot: it sees every spend committed before
-            // this one got the lock.
-            let balance = ledger::balance(c, account).await?;
             if balance < credits {
                 return Err(AppError::Client {
                     status: actix_web::http::StatusCode::CONFLICT,
