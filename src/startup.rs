@@ -248,6 +248,11 @@ impl Application {
             ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
+        // The dispatcher stops at the signal itself, not once the requests have drained:
+        // a send waiting on the merchant is released at once instead of running into its
+        // own timeout (and counting as a failed try) while the drain goes on.
+        let (signaled_tx, signaled_rx) = watch::channel(false);
+        let signaled_tx = std::sync::Arc::new(signaled_tx);
         let mut tasks = Vec::new();
         if !state.config.reconcile_interval.is_zero() {
             tasks.push(tokio::spawn(crate::reconcile::run_loop(
@@ -263,7 +268,7 @@ impl Application {
         if state.config.merchant_webhook.is_some() {
             tasks.push(tokio::spawn(crate::notify::dispatch::run(
                 state.clone(),
-                stop_rx.clone(),
+                signaled_rx,
             )));
         }
         if state.config.is_sandbox() {
@@ -274,8 +279,10 @@ impl Application {
         }
         let handle = server.handle();
         let draining = state.clone();
+        let signaled = signaled_tx.clone();
         tokio::spawn(async move {
             signals.wait().await;
+            let _ = signaled.send(true);
             tracing::info!(
                 in_flight = draining.drain.in_flight(),
                 timeout_secs = SHUTDOWN_TIMEOUT.as_secs(),
@@ -284,6 +291,7 @@ impl Application {
             stop_gracefully(&draining.drain, handle, listener).await;
         });
         let served = server.await;
+        let _ = signaled_tx.send(true);
         let _ = stop_tx.send(true);
         for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
