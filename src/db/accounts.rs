@@ -1,5 +1,6 @@
 //! Accounts, keyed by lowercased e-mail.
 
+use crate::db::cached::CachedExt;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -21,6 +22,7 @@ pub async fn upsert(conn: &mut AsyncPgConnection, email: &Email) -> QueryResult<
         // that concurrent ledger inserts take on this account.
         .set(accounts::created_at.eq(accounts::created_at))
         .returning(accounts::id)
+        .cached()
         .get_result(conn)
         .await
 }

@@ -1,6 +1,7 @@
 //! Idempotency-Key rows. The primary key makes a claim atomic; the feature module
 //! `crate::idempotency` decides what a found row means.
 
+use crate::db::cached::CachedExt;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -82,6 +83,7 @@ pub async fn take_over(
             idempotency_keys::response_status.eq(None::<i32>),
             idempotency_keys::response_body.eq(None::<String>),
         ))
+        .cached()
         .execute(conn)
         .await
         .map(|_| ())
@@ -94,6 +96,7 @@ pub async fn set_order(mut conn: &AsyncPgConnection, key: &str, order_id: Uuid) 
             idempotency_keys::order_id.eq(order_id),
             idempotency_keys::heartbeat_at.eq(diesel::dsl::now),
         ))
+        .cached()
         .execute(&mut conn)
         .await
         .map(|_| ())
@@ -115,6 +118,7 @@ pub async fn complete(
         idempotency_keys::response_status.eq(status),
         idempotency_keys::response_body.eq(body),
     ))
+    .cached()
     .execute(conn)
     .await
     .map(|_| ())
@@ -127,6 +131,7 @@ pub async fn release(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<()>
             .filter(idempotency_keys::state.eq("in_progress")),
     )
     .set(idempotency_keys::state.eq("released"))
+    .cached()
     .execute(conn)
     .await
     .map(|_| ())

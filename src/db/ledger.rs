@@ -1,5 +1,6 @@
 //! The credit ledger: the only record of balances (balance = Σ delta).
 
+use crate::db::cached::CachedExt;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -38,6 +39,7 @@ pub struct Entry {
 pub async fn insert(mut conn: &AsyncPgConnection, entry: &NewEntry<'_>) -> QueryResult<()> {
     diesel::insert_into(ledger::table)
         .values(entry)
+        .cached()
         .execute(&mut conn)
         .await
         .map(|_| ())
@@ -112,6 +114,8 @@ pub async fn balance(conn: &mut AsyncPgConnection, account_id: Uuid) -> QueryRes
         .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
             "COALESCE(SUM(delta), 0)::bigint",
         ))
-        .first(conn)
+        .limit(1)
+        .cached()
+        .get_result(conn)
         .await
 }

@@ -222,6 +222,7 @@ pub async fn attach_payment_intent(
         orders::updated_at.eq(diesel::dsl::now),
     ))
     .returning(Order::as_returning())
+    .cached()
     .get_result(conn)
     .await
     .optional()

@@ -1,6 +1,7 @@
 //! Spends of credits through the credits API, and the account row lock that serialises
 //! them.
 
+use crate::db::cached::CachedExt;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -47,7 +48,8 @@ pub async fn lock_with_balance(
         .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
             "COALESCE(SUM(delta), 0)::bigint",
         ))
-        .first::<i64>(&mut conn);
+        .cached()
+        .get_result::<i64>(&mut conn);
     let (account, balance) = futures_util::join!(lock, balance);
     match account.optional()? {
         Some(id) => Ok(Some((id, balance?))),

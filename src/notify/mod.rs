@@ -3,6 +3,7 @@
 
 pub mod dispatch;
 
+use crate::db::cached::CachedExt;
 use diesel::QueryResult;
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -92,6 +93,7 @@ pub async fn record(
         .bind::<Array<Nullable<SqlUuid>>, _>(spends)
         .bind::<Array<Nullable<Text>>, _>(statuses)
         .bind::<Array<BigInt>, _>(deltas)
+        .cached()
         .execute(&mut conn)
         .await
         .map(|_| ())
