@@ -31,21 +31,9 @@ async fn serve(db: &TestDb, stripe: &StripeDouble) -> (Child, String) {
 /// `paidonce serve` as a process of its own on `db`, with `env` added (no Stripe key:
 /// the sandbox provider); returns the child and its address once it listens.
 pub async fn serve_with(db: &TestDb, env: &[(&str, &str)]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_paidonce"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("DATABASE_URL", &db.url)
-        .env("PAIDONCE_BIND", "127.0.0.1:0")
-        .env("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
-        .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("RECONCILE_INTERVAL_SECS", "0")
-        .env("DATABASE_POOL_SIZE", "4")
-        .env("RUST_LOG", "warn")
-        .envs(env.iter().copied())
-        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+    let mut child = serve_command(db, env)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
@@ -60,6 +48,25 @@ pub async fn serve_with(db: &TestDb, env: &[(&str, &str)]) -> (Child, String) {
     .await
     .expect("paidonce listening within 60 s");
     (child, addr)
+}
+
+/// `paidonce serve` on `db` with the test secrets, no background reconciler, a small
+/// pool, warnings only (`env` may override any of them), killed if the test drops it.
+pub fn serve_command(db: &TestDb, env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paidonce"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .env("PAIDONCE_BIND", "127.0.0.1:0")
+        .env("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .env("RECONCILE_INTERVAL_SECS", "0")
+        .env("DATABASE_POOL_SIZE", "4")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .kill_on_drop(true);
+    cmd
 }
 
 pub fn sigterm(child: &Child) {
