@@ -1,10 +1,10 @@
 //! Accounts, keyed by lowercased e-mail.
 
-use crate::db::cached::CachedExt;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::db::cached::CachedExt;
 use crate::db::schema::accounts;
 use crate::domain::email::Email;
 

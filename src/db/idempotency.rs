@@ -1,12 +1,12 @@
 //! Idempotency-Key rows. The primary key makes a claim atomic; the feature module
 //! `crate::idempotency` decides what a found row means.
 
-use crate::db::cached::CachedExt;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::db::cached::CachedExt;
 use crate::db::schema::idempotency_keys;
 
 #[derive(Debug, Clone, Queryable, Selectable)]

@@ -1,12 +1,12 @@
 //! The credit ledger: the only record of balances (balance = Σ delta).
 
-use crate::db::cached::CachedExt;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::db::cached::CachedExt;
 use crate::db::schema::ledger;
 
 #[derive(Debug, Insertable)]

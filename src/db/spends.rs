@@ -1,13 +1,13 @@
 //! Spends of credits through the credits API, and the account row lock that serialises
 //! them.
 
-use crate::db::cached::CachedExt;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use uuid::Uuid;
 
+use crate::db::cached::CachedExt;
 use crate::db::schema::{accounts, ledger, spends};
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]

@@ -3,12 +3,12 @@
 
 pub mod dispatch;
 
-use crate::db::cached::CachedExt;
 use diesel::QueryResult;
 use diesel::sql_types::{Array, BigInt, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::db::cached::CachedExt;
 use crate::domain::order::OrderStatus;
 
 crate::text_enum! {
