@@ -404,3 +404,27 @@ async fn each_key_has_its_own_rate_and_the_operator_sees_keys_and_deficits() {
     let secret = second.rsplit('_').next().unwrap();
     assert!(!page.contains(secret), "never the key");
 }
+
+#[tokio::test]
+async fn a_refused_spend_keeps_its_answer_under_its_key() {
+    // A 4xx is the request's answer (only a 5xx gives the key back): the same request
+    // again is told the same, even once the balance would cover it.
+    let app = spawn_app().await;
+    let key = key(&app).await;
+    let email = account_with(&app, &key, 5).await;
+    let body = json!({"credits": 10, "reference": "too much"});
+    let first = spend(&app, &key, &email, body.clone(), "refused once").await;
+    assert_eq!(first.status(), 409);
+    let order = app.create_order(&email, "starter").await;
+    assert_eq!(
+        app.deliver(&succeeded(&new_event_id(), &order)).await.1,
+        "applied"
+    );
+    let again = spend(&app, &key, &email, body, "refused once").await;
+    assert_eq!(again.status(), 409);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let error: Value = again.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "insufficient_credits");
+    assert_eq!(app.balance(&email).await, 105);
+    app.assert_money_invariant().await;
+}
