@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::stripe_double::Intents;
 
 /// One fact about a PaymentIntent, as an event stated it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Fact {
     /// `payment_intent.succeeded`: what was received, and whose order it names.
     Succeeded {
@@ -112,10 +112,7 @@ pub fn about(order_id: &str, payment_intent: Option<&str>) -> Vec<Fact> {
     for key in &keys {
         for fact in facts.get(key).into_iter().flatten() {
             // An event naming both the PaymentIntent and the order is stored twice.
-            if !seen
-                .iter()
-                .any(|f: &Fact| format!("{f:?}") == format!("{fact:?}"))
-            {
+            if !seen.contains(fact) {
                 seen.push(fact.clone());
             }
         }
