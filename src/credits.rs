@@ -1,10 +1,10 @@
 //! The credits API (SPEC §8): API keys for the merchant's application, balances and
 //! ledgers, spends that never overdraw and reversals that give back once.
-//! Spends on one account take turns on the account's row lock: the balance is read as
-//! Σ ledger under that lock and the spend row written before it is released, so any
-//! number of concurrent spends, on any number of instances, see each other's effects
-//! and none can take a balance below zero. (A guarded UPDATE on a stored balance would
-//! be one statement shorter, but the ledger is the only record of balances.)
+//! Spends on one account take turns on the account's row lock: the balance is read
+//! from that locked row (the running Σ ledger the ledger's trigger keeps there) and the
+//! spend's rows written before it is released, so any number of concurrent spends, on
+//! any number of instances, see each other's effects and none can take a balance below
+//! zero.
 
 use diesel_async::AsyncConnection;
 use secrecy::SecretString;
@@ -198,7 +198,7 @@ pub async fn spend(
     if let Some(earlier) = resume
         && let Some(spend) = db::spends::find(&mut conn, earlier).await?
     {
-        let balance = ledger::balance(&mut conn, spend.account_id).await?;
+        let balance = db::accounts::balance(&mut conn, spend.account_id).await?;
         return Ok(Spent {
             id: spend.id,
             credits: spend.credits,

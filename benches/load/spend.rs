@@ -2,9 +2,9 @@
 //! LOAD_SPENDS [5000] of them at LOAD_SPEND_CONCURRENCY [32], first spread over the
 //! run's 50 accounts, then all on one hot account; against pgbench running the same
 //! debit on the same database at the same client count: the Idempotency-Key claim
-//! (its own transaction), then the account row lock, Σ ledger, the spend and ledger
-//! rows and the key's spend id in one transaction, one statement per round trip (the app
-//! pipelines the last three), then the key's completion.
+//! (its own transaction), then the account row lock with its running balance, the
+//! spend and ledger rows and the key's spend id in one transaction, one statement per
+//! round trip (the app pipelines the last three), then the key's completion.
 
 use std::sync::Arc;
 
@@ -29,8 +29,7 @@ fn script(tag: &str, set: &str, hot: bool) -> String {
          INSERT INTO idempotency_keys (key, fingerprint, state, expires_at) \
          VALUES ({key}, 'fp', 'in_progress', now() + interval '1 day');\n\
          BEGIN;\n\
-         SELECT id FROM accounts WHERE email = 'load-{tag}-' || :k::text || '@bench.example' FOR UPDATE \\gset a_\n\
-         SELECT COALESCE(SUM(delta), 0)::bigint AS bal FROM ledger WHERE account_id = :a_id \\gset\n\
+         SELECT id, balance FROM accounts WHERE email = 'load-{tag}-' || :k::text || '@bench.example' FOR UPDATE \\gset a_\n\
          INSERT INTO spends (id, account_id, credits, reference) VALUES (gen_random_uuid(), :a_id, 1, 'pgbench') RETURNING id \\gset s_\n\
          INSERT INTO ledger (account_id, order_id, spend_id, kind, delta, refund_total, cause) \
          VALUES (:a_id, NULL, :s_id, 'spend', -1, 0, 'credits_api');\n\

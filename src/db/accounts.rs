@@ -43,3 +43,13 @@ pub async fn email_of(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Str
         .first(conn)
         .await
 }
+
+/// The account's running balance: Σ of its ledger rows, kept on the row by the
+/// ledger's trigger in each row's own transaction (migration `running_balance`).
+pub async fn balance(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<i64> {
+    accounts::table
+        .find(id)
+        .select(accounts::balance)
+        .first(conn)
+        .await
+}

@@ -106,16 +106,3 @@ pub async fn totals(
         .first(conn)
         .await
 }
-
-/// SUM over bigint is numeric in Postgres; the cast keeps it an i64 without a decimal crate.
-pub async fn balance(conn: &mut AsyncPgConnection, account_id: Uuid) -> QueryResult<i64> {
-    ledger::table
-        .filter(ledger::account_id.eq(account_id))
-        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-            "COALESCE(SUM(delta), 0)::bigint",
-        ))
-        .limit(1)
-        .cached()
-        .get_result(conn)
-        .await
-}

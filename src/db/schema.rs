@@ -6,6 +6,7 @@ diesel::table! {
         email -> Text,
         created_at -> Timestamptz,
         notify_seq -> Int8,
+        balance -> Int8,
     }
 }
 

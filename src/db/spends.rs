@@ -7,8 +7,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::db::cached::CachedExt;
-use crate::db::schema::{accounts, ledger, spends};
+use crate::db::schema::{accounts, spends};
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
 #[diesel(table_name = spends, check_for_backend(diesel::pg::Pg))]
@@ -23,38 +22,21 @@ pub struct Spend {
 }
 
 /// The account's id, row-locked until the transaction ends (spends on one account take
-/// turns here), and its balance as of the moment the lock was granted.
-///
-/// The balance is a statement of its own *after* the locking one: a subquery in the
-/// locking statement would keep the snapshot taken before the lock was granted, and see
-/// the balance without the spend that held the lock (a test of 100 racing spends
-/// overdrew by 35 that way). The two are pipelined, one round trip: Postgres runs a
-/// pipeline's statements one after the other, and under READ COMMITTED each takes its
-/// snapshot when it starts, so the sum still starts only once the lock is held.
+/// turns here), and its balance once the lock was granted: the running balance the
+/// ledger's trigger keeps on the row (migration `running_balance`). A `FOR UPDATE` that
+/// waited for the lock returns the row as the holder committed it, so the balance
+/// includes the spend that held the lock before.
 pub async fn lock_with_balance(
-    mut conn: &AsyncPgConnection,
+    conn: &mut AsyncPgConnection,
     email: &str,
 ) -> QueryResult<Option<(Uuid, i64)>> {
-    let lock = accounts::table
+    accounts::table
         .filter(accounts::email.eq(email))
-        .select(accounts::id)
+        .select((accounts::id, accounts::balance))
         .for_update()
-        .first::<Uuid>(&mut conn);
-    let account = accounts::table
-        .filter(accounts::email.eq(email))
-        .select(accounts::id);
-    let balance = ledger::table
-        .filter(ledger::account_id.eq_any(account))
-        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-            "COALESCE(SUM(delta), 0)::bigint",
-        ))
-        .cached()
-        .get_result::<i64>(&mut conn);
-    let (account, balance) = futures_util::join!(lock, balance);
-    match account.optional()? {
-        Some(id) => Ok(Some((id, balance?))),
-        None => Ok(None),
-    }
+        .first::<(Uuid, i64)>(conn)
+        .await
+        .optional()
 }
 
 /// Takes a shared connection: the spend pipelines it with its ledger row.

@@ -230,20 +230,34 @@ pub async fn claim(state: &AppState, limit: i64) -> anyhow::Result<Vec<Claimed>>
     Ok(claimed)
 }
 
+/// The queue heads are found by a skip scan of the undelivered index: one probe per
+/// account with something undelivered, not a read of every waiting row (a backlog of
+/// thousands on a few accounts made `DISTINCT ON` read all of them on every claim).
+/// Among due heads the longest due go first, so no account starves the others.
 const CLAIM_SQL: &str = "\
+WITH RECURSIVE heads AS (
+    (SELECT account_id, account_seq FROM notifications
+     WHERE state <> 'delivered' ORDER BY account_id, account_seq LIMIT 1)
+    UNION ALL
+    SELECT nx.account_id, nx.account_seq FROM heads h
+    CROSS JOIN LATERAL (
+        SELECT account_id, account_seq FROM notifications
+        WHERE state <> 'delivered' AND account_id > h.account_id
+        ORDER BY account_id, account_seq LIMIT 1
+    ) nx
+)
 UPDATE notifications n
 SET leased_until = now() + make_interval(secs => $2), attempts = n.attempts + 1,
     last_attempt_at = now()
-WHERE n.id IN (
-    SELECT h.id FROM (
-        SELECT DISTINCT ON (account_id) id, state, next_attempt_at, leased_until
-        FROM notifications WHERE state <> 'delivered'
-        ORDER BY account_id, account_seq
-    ) h
-    WHERE h.state = 'pending' AND h.next_attempt_at <= now()
-      AND (h.leased_until IS NULL OR h.leased_until < now())
+FROM (
+    SELECT q.id FROM heads h
+    JOIN notifications q ON q.account_id = h.account_id AND q.account_seq = h.account_seq
+    WHERE q.state = 'pending' AND q.next_attempt_at <= now()
+      AND (q.leased_until IS NULL OR q.leased_until < now())
+    ORDER BY q.next_attempt_at
     LIMIT $1
-)
+) due
+WHERE n.id = due.id
   AND n.state = 'pending'
   AND (n.leased_until IS NULL OR n.leased_until < now())
 RETURNING n.id, n.body, n.attempts";

@@ -206,8 +206,9 @@ async fn write_decision(
 
 /// The change's statements go out together, one round trip: none needs another's
 /// result, and any failure (the guard below, the ledger's unique key) aborts the
-/// transaction, so the others are rolled back with it. Its notifications follow, in
-/// the same transaction, once the ledger rows are in (they carry the balance after).
+/// transaction, so the others are rolled back with it. Its notifications go last in
+/// that round trip: Postgres runs a pipeline's statements in order, so they see the
+/// ledger rows (and the balance those put on the account) before them.
 async fn write_change(
     conn: &AsyncPgConnection,
     order: &orders::Order,
@@ -231,26 +232,6 @@ async fn write_change(
         .map(|r| entry(r.kind.ledger_kind(), r.delta, r.refund_total));
     let moves = change.to != order.status;
     let expected = order.expected();
-    let (updated, (), (), ()) = futures_util::try_join!(
-        orders::apply_change(conn, order.id, &expected, change),
-        when(
-            moves,
-            orders::insert_transition(
-                conn,
-                order.id,
-                Some(order.status),
-                change.to,
-                cause,
-                change.reason.as_deref()
-            )
-        ),
-        insert_entry(conn, grant.as_ref()),
-        insert_entry(conn, revoke.as_ref()),
-    )?;
-    if updated.is_none() {
-        // Impossible under the row lock; refuse rather than write on a stale read.
-        return Err(diesel::result::Error::RollbackTransaction);
-    }
     let note = |kind, delta| Note {
         kind,
         order_id: Some(order.id),
@@ -270,7 +251,28 @@ async fn write_change(
     .into_iter()
     .flatten()
     .collect();
-    crate::notify::record(conn, outbox, order.account_id, &notes).await
+    let (updated, (), (), (), ()) = futures_util::try_join!(
+        orders::apply_change(conn, order.id, &expected, change),
+        when(
+            moves,
+            orders::insert_transition(
+                conn,
+                order.id,
+                Some(order.status),
+                change.to,
+                cause,
+                change.reason.as_deref()
+            )
+        ),
+        insert_entry(conn, grant.as_ref()),
+        insert_entry(conn, revoke.as_ref()),
+        crate::notify::record(conn, outbox, order.account_id, &notes),
+    )?;
+    if updated.is_none() {
+        // Impossible under the row lock; refuse rather than write on a stale read.
+        return Err(diesel::result::Error::RollbackTransaction);
+    }
+    Ok(())
 }
 
 /// Runs `statement` only if `needed` (an unpolled future sends nothing).

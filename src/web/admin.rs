@@ -217,7 +217,7 @@ async fn order_detail(
     let transitions = db::orders::transitions(&mut conn, id).await?;
     let events = db::events::for_order(&mut conn, id).await?;
     let ledger = db::ledger::for_order(&mut conn, id).await?;
-    let balance = db::ledger::balance(&mut conn, order.account_id).await?;
+    let balance = db::accounts::balance(&mut conn, order.account_id).await?;
     let charges = db::charges::for_order(&mut conn, id).await?;
     let actions = db::actions::for_order(&mut conn, id).await?;
     drop(conn);

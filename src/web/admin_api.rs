@@ -58,7 +58,7 @@ pub async fn get_account(
         .await?
         .ok_or(AppError::NotFound("account"))?;
     let ledger = db::ledger::for_account(&mut conn, account_id).await?;
-    let balance = db::ledger::balance(&mut conn, account_id).await?;
+    let balance = db::accounts::balance(&mut conn, account_id).await?;
     Ok(HttpResponse::Ok()
         .json(json!({ "email": email.as_str(), "balance": balance, "ledger": ledger })))
 }

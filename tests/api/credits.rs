@@ -428,3 +428,25 @@ async fn a_refused_spend_keeps_its_answer_under_its_key() {
     assert_eq!(app.balance(&email).await, 105);
     app.assert_money_invariant().await;
 }
+
+#[tokio::test]
+async fn the_ledger_refuses_edits_so_the_running_balance_stays_its_sum() {
+    let app = spawn_app().await;
+    let key = key(&app).await;
+    let email = account_with(&app, &key, 60).await;
+    let mut conn = app.db.conn().await;
+    for edit in [
+        "UPDATE ledger SET delta = delta + 1",
+        "DELETE FROM ledger WHERE kind = 'spend'",
+    ] {
+        let refused = diesel_async::RunQueryDsl::execute(diesel::sql_query(edit), &mut conn)
+            .await
+            .expect_err(edit);
+        assert!(
+            refused.to_string().contains("append-only"),
+            "{edit}: {refused}"
+        );
+    }
+    assert_eq!(app.balance(&email).await, 60);
+    assert_money_invariant(&app.db).await;
+}

@@ -593,6 +593,32 @@ pub async fn assert_money_invariant(db: &TestDb) {
     .await
     .expect("balance query");
     assert_eq!(m.n, 0, "ledger rows belong to the order's own account");
+    // The running balance the ledger's trigger keeps is the ledger's sum, on every account.
+    let drifted: Vec<(String, i64, i64)> = diesel::sql_query(
+        "SELECT a.email, a.balance, COALESCE(SUM(l.delta), 0)::bigint AS total \
+         FROM accounts a LEFT JOIN ledger l ON l.account_id = a.id \
+         GROUP BY a.id HAVING a.balance <> COALESCE(SUM(l.delta), 0)",
+    )
+    .load::<BalanceRow>(&mut conn)
+    .await
+    .expect("running balance query")
+    .into_iter()
+    .map(|r| (r.email, r.balance, r.total))
+    .collect();
+    assert!(
+        drifted.is_empty(),
+        "accounts whose running balance is not Σ ledger (email, balance, sum): {drifted:?}"
+    );
+}
+
+#[derive(diesel::QueryableByName)]
+struct BalanceRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    email: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    balance: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    total: i64,
 }
 
 /// Signs `event` as the Stripe CLI does and posts it to the instance at `addr` (an app

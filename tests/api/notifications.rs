@@ -339,8 +339,9 @@ async fn a_transaction_killed_after_its_change_announces_nothing_and_its_redeliv
     let app = spawn_notifying(None, &server).await;
     let email = unique_email();
     let order = app.create_order(&email, "starter").await;
-    // Hold the account row as a notification write needs it (not as the ledger's key
-    // check does): the delivery changes the order, writes its ledger row, then waits.
+    // Hold the account row as the change needs it (not as the ledger's key check does):
+    // the delivery changes the order and inserts its ledger row, whose running-balance
+    // trigger (and then the notification write) waits for this row.
     let mut holder = app.db.conn().await;
     holder.begin_test_transaction().await.unwrap();
     diesel::sql_query(format!(
@@ -367,7 +368,7 @@ async fn a_transaction_killed_after_its_change_announces_nothing_and_its_redeliv
             let killed = diesel::sql_query(
                 "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity \
                  WHERE datname = current_database() AND wait_event_type = 'Lock' \
-                   AND query LIKE '%paidonce_notify%'",
+                   AND query LIKE '%INSERT INTO \"ledger\"%'",
             )
             .get_result::<Count>(&mut killer)
             .await
