@@ -8,13 +8,12 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use diesel_async::AsyncConnection;
 use uuid::Uuid;
 
 use crate::catchup::CatchupReport;
 use crate::db;
 use crate::domain::order::OrderStatus;
-use crate::orders::settle::{self, OrderRef, Settled};
+use crate::orders::sync::{self, Synced};
 use crate::state::AppState;
 
 /// Orders older than this are left to an operator: Stripe's own PaymentIntents expire,
@@ -90,10 +89,12 @@ pub async fn reconcile_once(state: &AppState, trigger: &str) -> anyhow::Result<R
     for order in &claimed {
         report.checked += 1;
         match check(state, order).await {
-            Ok(Some(change)) => report.record_change(change),
-            Ok(None) => {}
-            Err(Checked::Resumed) => report.resumed += 1,
-            Err(Checked::Failed(e)) => {
+            Ok(Checked::Synced(Synced::Changed { from, to })) => {
+                report.record_change((order.id, from, to));
+            }
+            Ok(Checked::Synced(Synced::Unchanged)) => {}
+            Ok(Checked::Resumed) => report.resumed += 1,
+            Err(e) => {
                 report.errors += 1;
                 metrics::counter!("reconcile_errors_total").increment(1);
                 tracing::warn!(order_id = %order.id, error = %e, "reconciling an order failed");
@@ -142,61 +143,23 @@ pub async fn reconcile_once(state: &AppState, trigger: &str) -> anyhow::Result<R
     Ok(report)
 }
 
+/// What checking one claimed order came to.
 enum Checked {
+    /// Its creation had been interrupted before the provider was asked: now finished.
     Resumed,
-    Failed(anyhow::Error),
+    Synced(Synced),
 }
 
-async fn check(
-    state: &AppState,
-    order: &db::orders::Order,
-) -> Result<Option<(Uuid, OrderStatus, OrderStatus)>, Checked> {
-    let Some(pi) = &order.payment_intent_id else {
+async fn check(state: &AppState, order: &db::orders::Order) -> anyhow::Result<Checked> {
+    if order.payment_intent_id.is_none() {
         // Creation was interrupted after the order was stored: finish it with the same key.
-        crate::orders::create::attach_intent(state, order.clone(), None)
-            .await
-            .map_err(|e| Checked::Failed(e.into()))?;
+        crate::orders::create::attach_intent(state, order.clone(), None).await?;
         tracing::info!(order_id = %order.id, "resumed an interrupted order creation");
-        return Err(Checked::Resumed);
-    };
-    let intent = state
-        .provider
-        .retrieve_intent(pi)
-        .await
-        .map_err(|e| Checked::Failed(e.into()))?;
-    if intent.id != *pi {
-        return Err(Checked::Failed(anyhow::anyhow!(
-            "provider answered with intent {} for {pi}",
-            intent.id
-        )));
+        return Ok(Checked::Resumed);
     }
-    let Some(fact) = intent.fact() else {
-        return Ok(None);
-    };
-    let reference = OrderRef {
-        metadata_order_id: Some(order.id.to_string()),
-        payment_intent_id: Some(pi.clone()),
-        charge_id: None,
-    };
-    let outbox = state.config.outbox();
-    let mut conn = state
-        .db
-        .get()
-        .await
-        .map_err(|e| Checked::Failed(e.into()))?;
-    let settled = conn
-        .transaction::<_, diesel::result::Error, _>(async |c| {
-            settle::apply(c, &reference, &fact, "reconciler", outbox).await
-        })
-        .await
-        .map_err(|e| Checked::Failed(e.into()))?;
-    Ok(match settled {
-        Settled::Applied { order_id, from, to } if from != to => Some((order_id, from, to)),
-        Settled::Mismatch { order_id, .. } if order.status != OrderStatus::NeedsReview => {
-            Some((order_id, order.status, OrderStatus::NeedsReview))
-        }
-        _ => None,
-    })
+    Ok(Checked::Synced(
+        sync::with_provider(state, order, "reconciler").await?,
+    ))
 }
 
 /// The background loop: a pass every `interval`, plus a sweep of expired idempotency keys.

@@ -13,6 +13,7 @@ use crate::db::{self, orders::Order};
 use crate::domain::order::{FactKind, OrderStatus, PaymentFact};
 use crate::error::AppError;
 use crate::orders::settle::{self, OrderRef, Settled};
+use crate::orders::sync;
 use crate::payments::{CreateRefund, ProviderError};
 use crate::state::AppState;
 use crate::web::html::money;
@@ -318,24 +319,19 @@ async fn ask_provider(
         }
         ActionKind::Sync => {
             let pi = pi.as_deref().unwrap_or_default();
-            let intent = state.provider.retrieve_intent(pi).await?;
-            let mut said = format!("PaymentIntent {}: {}", intent.id, intent.status);
-            let mut facts: Vec<PaymentFact> = intent.fact().into_iter().collect();
-            if let Some(charge_id) = &intent.latest_charge {
-                let charge = state.provider.retrieve_charge(charge_id).await?;
+            let answer = sync::ask(state, pi, sync::Depth::IntentAndRefunds).await?;
+            let mut said = format!(
+                "PaymentIntent {}: {}",
+                answer.intent.id, answer.intent.status
+            );
+            if let Some(charge) = &answer.charge {
                 said.push_str(&format!(
                     "; charge {}: {} refunded",
                     charge.id,
                     amount(charge.amount_refunded)
                 ));
-                facts.push(fact(FactKind::RefundsSynced {
-                    charge_amount: charge.amount,
-                    amount_refunded: charge.amount_refunded,
-                    currency: charge.currency,
-                    as_of: chrono::Utc::now().timestamp(),
-                }));
             }
-            Ok((facts, said))
+            Ok((answer.facts, said))
         }
         ActionKind::Cancel => match pi.as_deref() {
             Some(pi) => {

@@ -5,6 +5,7 @@ pub mod actions;
 pub mod create;
 pub mod return_sync;
 pub mod settle;
+pub mod sync;
 pub mod view;
 
 use uuid::Uuid;

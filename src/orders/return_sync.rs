@@ -9,13 +9,12 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use diesel_async::AsyncConnection;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::db::orders::Order;
 use crate::error::AppError;
-use crate::orders::settle::{self, OrderRef};
+use crate::orders::sync;
 use crate::state::AppState;
 
 /// Younger orders are left to the webhook, which usually lands within a second.
@@ -33,9 +32,9 @@ pub async fn order_for_status_page(
     retrying: bool,
 ) -> Result<Order, AppError> {
     let order = crate::orders::lookup(state, id).await?;
-    let Some(pi) = order.payment_intent_id.clone() else {
+    if order.payment_intent_id.is_none() {
         return Ok(order);
-    };
+    }
     let checkable = order.status.is_unsettled()
         || (retrying && order.status == crate::domain::order::OrderStatus::Failed);
     if !checkable || !old_enough(&order) || !take_turn(id, Instant::now()) {
@@ -43,8 +42,12 @@ pub async fn order_for_status_page(
     }
     // A root span of its own: the request's span carries the URL, and with it the client secret.
     let span = tracing::info_span!(parent: None, "return_sync", order_id = %id);
-    if let Err(e) = sync(state, &order, &pi).instrument(span.clone()).await {
-        span.in_scope(|| tracing::warn!(error = %e, "sync on return failed; the webhook or the reconciler will settle it"));
+    match sync::with_provider(state, &order, "return_sync")
+        .instrument(span.clone())
+        .await
+    {
+        Ok(synced) => span.in_scope(|| tracing::info!(outcome = ?synced, "synced on return")),
+        Err(e) => span.in_scope(|| tracing::warn!(error = %e, "sync on return failed; the webhook or the reconciler will settle it")),
     }
     crate::orders::lookup(state, id).await
 }
@@ -53,31 +56,6 @@ fn old_enough(order: &Order) -> bool {
     (Utc::now() - order.created_at)
         .to_std()
         .is_ok_and(|age| age >= MIN_AGE)
-}
-
-async fn sync(state: &AppState, order: &Order, pi: &str) -> anyhow::Result<()> {
-    // No connection is held here: the provider may be slow.
-    let intent = state.provider.retrieve_intent(pi).await?;
-    if intent.id != pi {
-        anyhow::bail!("provider answered with intent {} for {pi}", intent.id);
-    }
-    let Some(fact) = intent.fact() else {
-        return Ok(());
-    };
-    let reference = OrderRef {
-        metadata_order_id: Some(order.id.to_string()),
-        payment_intent_id: Some(pi.to_owned()),
-        charge_id: None,
-    };
-    let outbox = state.config.outbox();
-    let mut conn = state.db.get().await?;
-    let settled = conn
-        .transaction::<_, diesel::result::Error, _>(async |c| {
-            settle::apply(c, &reference, &fact, "return_sync", outbox).await
-        })
-        .await?;
-    tracing::info!(outcome = ?settled, "synced on return");
-    Ok(())
 }
 
 static LAST_TRY: OnceLock<Mutex<HashMap<Uuid, Instant>>> = OnceLock::new();
