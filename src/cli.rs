@@ -100,7 +100,7 @@ async fn api_key(config: Config, command: ApiKeyCommand) -> anyhow::Result<()> {
         }
     }
     .await;
-    database.stop();
+    drop(database);
     for line in result? {
         println!("{line}");
     }
@@ -131,9 +131,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
     let database = Database::open(&config).await?;
-    let result = crate::db::run_migrations(&database.url).await;
-    database.stop();
-    let applied = result?;
+    let applied = crate::db::run_migrations(&database.url).await?;
+    drop(database);
     if applied.is_empty() {
         println!("migrations: up to date");
     } else {
@@ -156,7 +155,7 @@ async fn reconcile(config: Config) -> anyhow::Result<()> {
         crate::reconcile::reconcile_once(&state, "cli").await
     }
     .await;
-    database.stop();
+    drop(database);
     for line in result?.lines() {
         println!("{line}");
     }

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::db::{self, ledger};
 use crate::domain::email::Email;
+use crate::domain::ledger::LedgerKind;
 use crate::error::AppError;
 use crate::notify::{Note, NotificationKind};
 use crate::state::AppState;
@@ -29,7 +30,7 @@ pub async fn create_key(state: &AppState, name: &str) -> anyhow::Result<(Uuid, S
         anyhow::bail!("the name must be 1 to 100 printable characters");
     }
     let id = Uuid::new_v4();
-    let secret = crate::startup::random_token(40);
+    let secret = crate::random::token(40);
     let mut conn = state.db.get().await?;
     db::api_keys::insert(&mut conn, id, name, &Sha256::digest(secret.as_bytes())).await?;
     Ok((
@@ -105,7 +106,7 @@ pub struct LedgerPage {
 #[derive(Debug, Serialize)]
 pub struct LedgerItem {
     pub id: String,
-    pub kind: String,
+    pub kind: LedgerKind,
     pub delta: i64,
     pub order_id: Option<Uuid>,
     pub spend_id: Option<Uuid>,
@@ -226,7 +227,7 @@ pub async fn spend(
                 account_id: account,
                 order_id: None,
                 spend_id: Some(id),
-                kind: "spend",
+                kind: LedgerKind::Spend,
                 delta: -credits,
                 refund_total: 0,
                 cause: "credits_api",
@@ -294,7 +295,7 @@ pub async fn reverse(state: &AppState, spend_id: &str) -> Result<Reversed, AppEr
                     account_id: spend.account_id,
                     order_id: None,
                     spend_id: Some(id),
-                    kind: "spend_reversal",
+                    kind: LedgerKind::SpendReversal,
                     delta: spend.credits,
                     refund_total: 0,
                     cause: "credits_api",

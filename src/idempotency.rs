@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::db;
+use crate::db::idempotency::KeyState;
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -224,14 +225,14 @@ async fn claim(
             let Some(row) = db::idempotency::lock(c, &key_text).await? else {
                 return Err(AppError::KeyInUse); // deleted between our two statements; the client retries
             };
-            match row.state.as_str() {
-                "released" => {
+            match row.state {
+                KeyState::Released => {
                     let resume = if row.fingerprint == fingerprint { row.order_id } else { None };
                     db::idempotency::take_over(c, &key_text, &fingerprint, resume, expires_at).await?;
                     Ok(Claim::Owned(resume))
                 }
                 _ if row.fingerprint != fingerprint => Err(AppError::KeyMismatch),
-                "completed" => {
+                KeyState::Completed => {
                     let status = row
                         .response_status
                         .and_then(|s| u16::try_from(s).ok())

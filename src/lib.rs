@@ -10,6 +10,7 @@ pub mod notify;
 pub mod orders;
 pub mod packs_file;
 pub mod payments;
+pub mod random;
 pub mod reconcile;
 pub mod sandbox;
 pub mod startup;

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
-use rand::distr::{Alphanumeric, SampleString};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 use url::Url;
@@ -19,7 +18,8 @@ use crate::payments::{
 };
 use crate::state::AppState;
 
-/// A database URL, and the embedded server behind it when we started one.
+/// A database URL, and the embedded server behind it when we started one (stopped
+/// when this is dropped).
 pub struct Database {
     pub url: String,
     pub embedded: Option<EmbeddedPostgres>,
@@ -35,20 +35,11 @@ impl Database {
             });
         }
         let pg = EmbeddedPostgres::start(&config.data_dir, &Options::default())?;
-        if let Err(e) = pg.ensure_database("paidonce").await {
-            pg.stop();
-            return Err(e);
-        }
+        pg.ensure_database("paidonce").await?;
         Ok(Database {
             url: pg.url("paidonce"),
             embedded: Some(pg),
         })
-    }
-
-    pub fn stop(&self) {
-        if let Some(pg) = &self.embedded {
-            pg.stop();
-        }
     }
 }
 
@@ -65,11 +56,12 @@ pub async fn build_state(
     crate::telemetry::metrics();
     let pool = Db::connect(url, config.pool_size, http_workers())?;
     let mut conn = pool.get().await.context("connecting to the database")?;
-    let csrf_key = db::secrets::get_or_insert(&mut conn, "csrf_key", &random_token(48)).await?;
+    let csrf_key =
+        db::secrets::get_or_insert(&mut conn, "csrf_key", &crate::random::token(48)).await?;
     let webhook_secrets = if !config.webhook_secrets.is_empty() {
         config.webhook_secrets.clone()
     } else if config.is_sandbox() {
-        let generated = format!("whsec_{}", random_token(40));
+        let generated = format!("whsec_{}", crate::random::token(40));
         vec![SecretString::from(
             db::secrets::get_or_insert(&mut conn, "sandbox_webhook_secret", &generated).await?,
         )]
@@ -92,7 +84,7 @@ pub async fn build_state(
     let admin_password = config
         .admin_password
         .clone()
-        .unwrap_or_else(|| SecretString::from(random_token(24)));
+        .unwrap_or_else(|| SecretString::from(crate::random::token(24)));
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
@@ -111,6 +103,7 @@ pub async fn build_state(
         sandbox_wakeup: Default::default(),
         drain: Default::default(),
         duplicates: Default::default(),
+        return_sync_turns: Default::default(),
         admin_failures: std::sync::Mutex::new(crate::domain::rate::SlidingWindow::new(
             config_admin_failures,
         )),
@@ -122,10 +115,6 @@ pub async fn build_state(
 /// One actix worker per core, at least two; the pool has a shard per worker.
 fn http_workers() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
-}
-
-pub fn random_token(len: usize) -> String {
-    Alphanumeric.sample_string(&mut rand::rng(), len)
 }
 
 /// How long a graceful stop waits for in-flight requests before it closes them.
@@ -155,20 +144,14 @@ impl Application {
             None => None,
         };
         let database = Database::open(&config).await?;
-        match Self::build_with(config, database, packs).await {
-            Ok(app) => Ok(app),
-            Err((e, database)) => {
-                database.stop();
-                Err(e)
-            }
-        }
+        Self::build_with(config, database, packs).await
     }
 
     async fn build_with(
         config: Config,
         database: Database,
         packs: Option<Vec<crate::packs_file::PackSpec>>,
-    ) -> Result<Application, (anyhow::Error, Database)> {
+    ) -> anyhow::Result<Application> {
         let built = async {
             let applied = db::run_migrations(&database.url).await?;
             if !applied.is_empty() {
@@ -215,17 +198,16 @@ impl Application {
             anyhow::Ok((local_addr, server, state, signals, listener_fd))
         }
         .await;
-        match built {
-            Ok((local_addr, server, state, signals, listener)) => Ok(Application {
-                local_addr,
-                server,
-                state,
-                database,
-                signals,
-                listener,
-            }),
-            Err(e) => Err((e, database)),
-        }
+        // On an error `database` is dropped here, stopping an embedded server we started.
+        let (local_addr, server, state, signals, listener) = built?;
+        Ok(Application {
+            local_addr,
+            server,
+            state,
+            database,
+            signals,
+            listener,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -296,7 +278,8 @@ impl Application {
         for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
-        database.stop();
+        // Last, once the tasks that use it have stopped: an embedded server stops here.
+        drop(database);
         served.context("HTTP server")
     }
 }

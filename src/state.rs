@@ -34,6 +34,8 @@ pub struct AppState {
     pub orders_per_client: crate::domain::rate::KeyedLimit<std::net::IpAddr>,
     /// Credits API requests per key, this instance's (in memory).
     pub credits_per_key: crate::domain::rate::KeyedLimit<uuid::Uuid>,
+    /// When this instance last asked the provider for each returning shopper's order.
+    pub return_sync_turns: crate::orders::return_sync::Turns,
     /// Failed operator logins per client address, this instance's (in memory).
     pub admin_failures: std::sync::Mutex<crate::domain::rate::SlidingWindow<std::net::IpAddr>>,
 }

@@ -52,10 +52,7 @@ impl Db {
             ),
         };
         let pg = EmbeddedPostgres::start(&dir, &Options { settings })?;
-        if let Err(e) = pg.ensure_database("bench").await {
-            pg.stop();
-            return Err(e);
-        }
+        pg.ensure_database("bench").await?;
         Ok(Db {
             url: pg.url("bench"),
             embedded: Some(pg),
@@ -66,9 +63,8 @@ impl Db {
 
 impl Drop for Db {
     fn drop(&mut self) {
-        if let Some(pg) = &self.embedded {
-            pg.stop();
-        }
+        // The server first (dropping it stops it), then its directory.
+        drop(self.embedded.take());
         if let Some(dir) = &self.dir {
             let _ = std::fs::remove_dir_all(dir);
         }

@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use nix::fcntl::{Flock, FlockArg};
@@ -20,14 +21,15 @@ const INSTALL_HINT: &str = "no PostgreSQL server binaries (initdb, pg_ctl, postg
 through `pg_config --bindir`, or under /usr/lib/postgresql/*/bin. Install them (Debian/Ubuntu: \
 `apt-get install postgresql`; macOS: `brew install postgresql@15`) or set DATABASE_URL to an existing database.";
 
+/// The running cluster; it stops (when this process started it) as it is dropped.
 #[derive(Debug)]
 pub struct EmbeddedPostgres {
     cluster_dir: PathBuf,
     socket_dir: PathBuf,
     bin_dir: PathBuf,
     run_as: Option<(Uid, Gid)>,
-    /// True when this process started the server (and so must stop it).
-    started_here: bool,
+    /// True while this process has a server it started (and so must stop).
+    started_here: AtomicBool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -59,12 +61,12 @@ impl EmbeddedPostgres {
 
         let cluster_dir = data_dir.join("postgres");
         let socket_dir = socket_dir_for(&cluster_dir);
-        let mut pg = EmbeddedPostgres {
+        let pg = EmbeddedPostgres {
             cluster_dir,
             socket_dir,
             bin_dir,
             run_as,
-            started_here: false,
+            started_here: AtomicBool::new(false),
         };
         if !pg.cluster_dir.join("PG_VERSION").exists() {
             pg.init()?;
@@ -73,7 +75,7 @@ impl EmbeddedPostgres {
             tracing::info!(dir = %pg.cluster_dir.display(), "reusing the embedded Postgres already running");
         } else {
             pg.start_server(options)?;
-            pg.started_here = true;
+            pg.started_here.store(true, Ordering::SeqCst);
         }
         Ok(pg)
     }
@@ -113,9 +115,10 @@ impl EmbeddedPostgres {
         Ok(())
     }
 
-    /// Stops the server if this process started it.
+    /// Stops the server if this process started it, once. Dropping does this; a value
+    /// that is never dropped (a `static`) calls it at exit.
     pub fn stop(&self) {
-        if !self.started_here {
+        if !self.started_here.swap(false, Ordering::SeqCst) {
             return;
         }
         let dir = self.cluster_dir.to_string_lossy().into_owned();
@@ -335,6 +338,12 @@ pub fn find_bin_dir_in(
 /// The message for a machine without Postgres; names DATABASE_URL and how to install.
 pub fn install_hint() -> &'static str {
     INSTALL_HINT
+}
+
+impl Drop for EmbeddedPostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 #[cfg(test)]

@@ -9,12 +9,24 @@ use uuid::Uuid;
 use crate::db::cached::CachedExt;
 use crate::db::schema::idempotency_keys;
 
+crate::text_enum! {
+    /// Where a key's request stands (its `state` column).
+    pub enum KeyState {
+        /// A request holds the key and is still working (its heartbeat says how recently).
+        InProgress => "in_progress",
+        /// The answer is stored and replayed to every retry.
+        Completed => "completed",
+        /// The request failed in a way worth retrying: the next one with the key takes it.
+        Released => "released",
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = idempotency_keys, check_for_backend(diesel::pg::Pg))]
 pub struct KeyRow {
     pub key: String,
     pub fingerprint: String,
-    pub state: String,
+    pub state: KeyState,
     pub order_id: Option<Uuid>,
     pub response_status: Option<i32>,
     pub response_body: Option<String>,
@@ -44,7 +56,7 @@ pub async fn insert_claim(
         .values((
             idempotency_keys::key.eq(key),
             idempotency_keys::fingerprint.eq(fingerprint),
-            idempotency_keys::state.eq("in_progress"),
+            idempotency_keys::state.eq(KeyState::InProgress),
             idempotency_keys::expires_at.eq(expires_at),
         ))
         .on_conflict(idempotency_keys::key)
@@ -75,7 +87,7 @@ pub async fn take_over(
 ) -> QueryResult<()> {
     diesel::update(idempotency_keys::table.find(key))
         .set((
-            idempotency_keys::state.eq("in_progress"),
+            idempotency_keys::state.eq(KeyState::InProgress),
             idempotency_keys::fingerprint.eq(fingerprint),
             idempotency_keys::order_id.eq(order_id),
             idempotency_keys::heartbeat_at.eq(diesel::dsl::now),
@@ -111,10 +123,10 @@ pub async fn complete(
     diesel::update(
         idempotency_keys::table
             .find(key)
-            .filter(idempotency_keys::state.eq("in_progress")),
+            .filter(idempotency_keys::state.eq(KeyState::InProgress)),
     )
     .set((
-        idempotency_keys::state.eq("completed"),
+        idempotency_keys::state.eq(KeyState::Completed),
         idempotency_keys::response_status.eq(status),
         idempotency_keys::response_body.eq(body),
     ))
@@ -128,9 +140,9 @@ pub async fn release(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<()>
     diesel::update(
         idempotency_keys::table
             .find(key)
-            .filter(idempotency_keys::state.eq("in_progress")),
+            .filter(idempotency_keys::state.eq(KeyState::InProgress)),
     )
-    .set(idempotency_keys::state.eq("released"))
+    .set(idempotency_keys::state.eq(KeyState::Released))
     .cached()
     .execute(conn)
     .await

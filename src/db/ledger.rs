@@ -8,6 +8,7 @@ use uuid::Uuid;
 
 use crate::db::cached::CachedExt;
 use crate::db::schema::ledger;
+use crate::domain::ledger::LedgerKind;
 
 #[derive(Debug, Insertable)]
 #[diesel(table_name = ledger)]
@@ -15,7 +16,7 @@ pub struct NewEntry<'a> {
     pub account_id: Uuid,
     pub order_id: Option<Uuid>,
     pub spend_id: Option<Uuid>,
-    pub kind: &'a str,
+    pub kind: LedgerKind,
     pub delta: i64,
     pub refund_total: i64,
     pub cause: &'a str,
@@ -27,7 +28,7 @@ pub struct Entry {
     pub id: i64,
     pub order_id: Option<Uuid>,
     pub spend_id: Option<Uuid>,
-    pub kind: String,
+    pub kind: LedgerKind,
     pub delta: i64,
     pub cause: String,
     #[serde(rename = "at")]

@@ -1,6 +1,8 @@
 //! Connection pool, migrations and the per-table query modules.
-//! Query functions take `&mut AsyncPgConnection` and never open transactions: the
-//! feature modules (`orders`, `webhook`, `idempotency`…) own transaction boundaries.
+//! Query functions never open transactions: the feature modules (`orders`, `webhook`,
+//! `idempotency`…) own transaction boundaries. Most take `&mut AsyncPgConnection`; those
+//! a caller pipelines with others (the statements of one settlement, of one spend) take
+//! `&AsyncPgConnection`, which diesel-async lets several queries share at once.
 
 pub mod accounts;
 pub mod actions;
@@ -59,6 +61,8 @@ macro_rules! text_enum_sql {
 }
 
 text_enum_sql!(
+    idempotency::KeyState,
+    crate::domain::ledger::LedgerKind,
     crate::domain::order::OrderStatus,
     crate::domain::order::DisputeState
 );

@@ -1,6 +1,7 @@
 //! Pure business rules: no IO, no async. Everything here is unit-tested as tables.
 
 pub mod email;
+pub mod ledger;
 pub mod order;
 pub mod rate;
 
@@ -20,6 +21,12 @@ macro_rules! text_enum {
 
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
             }
         }
 

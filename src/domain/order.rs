@@ -33,12 +33,6 @@ crate::text_enum! {
     }
 }
 
-impl serde::Serialize for OrderStatus {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
 impl OrderStatus {
     /// Statuses the reconciler still asks the provider about.
     pub const UNSETTLED: [OrderStatus; 3] = [
@@ -166,10 +160,11 @@ pub enum RevocationKind {
 }
 
 impl RevocationKind {
-    pub fn ledger_kind(self) -> &'static str {
+    pub fn ledger_kind(self) -> crate::domain::ledger::LedgerKind {
+        use crate::domain::ledger::LedgerKind;
         match self {
-            RevocationKind::Refund => "refund",
-            RevocationKind::Dispute => "dispute",
+            RevocationKind::Refund => LedgerKind::Refund,
+            RevocationKind::Dispute => LedgerKind::Dispute,
         }
     }
 }

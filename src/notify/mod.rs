@@ -9,6 +9,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::db::cached::CachedExt;
+use crate::domain::ledger::LedgerKind;
 use crate::domain::order::OrderStatus;
 
 crate::text_enum! {
@@ -24,15 +25,15 @@ crate::text_enum! {
 
 impl NotificationKind {
     /// The notification for a ledger row of `kind` moving `delta` credits.
-    pub fn for_ledger(kind: &str, delta: i64) -> NotificationKind {
+    pub fn for_ledger(kind: LedgerKind, delta: i64) -> NotificationKind {
         match kind {
-            "grant" => NotificationKind::Granted,
-            "spend" => NotificationKind::Spent,
-            "spend_reversal" => NotificationKind::Restored,
+            LedgerKind::Grant => NotificationKind::Granted,
+            LedgerKind::Spend => NotificationKind::Spent,
+            LedgerKind::SpendReversal => NotificationKind::Restored,
             // refund / dispute rows take credits back, or give them back after a refund
             // that failed.
-            _ if delta > 0 => NotificationKind::Restored,
-            _ => NotificationKind::Revoked,
+            LedgerKind::Refund | LedgerKind::Dispute if delta > 0 => NotificationKind::Restored,
+            LedgerKind::Refund | LedgerKind::Dispute => NotificationKind::Revoked,
         }
     }
 }
@@ -133,11 +134,12 @@ mod tests {
     #[test]
     fn ledger_rows_map_to_their_announcement() {
         use NotificationKind::*;
-        assert_eq!(NotificationKind::for_ledger("grant", 100), Granted);
-        assert_eq!(NotificationKind::for_ledger("refund", -40), Revoked);
-        assert_eq!(NotificationKind::for_ledger("refund", 40), Restored);
-        assert_eq!(NotificationKind::for_ledger("dispute", -100), Revoked);
-        assert_eq!(NotificationKind::for_ledger("spend", -5), Spent);
-        assert_eq!(NotificationKind::for_ledger("spend_reversal", 5), Restored);
+        let of = NotificationKind::for_ledger;
+        assert_eq!(of(LedgerKind::Grant, 100), Granted);
+        assert_eq!(of(LedgerKind::Refund, -40), Revoked);
+        assert_eq!(of(LedgerKind::Refund, 40), Restored);
+        assert_eq!(of(LedgerKind::Dispute, -100), Revoked);
+        assert_eq!(of(LedgerKind::Spend, -5), Spent);
+        assert_eq!(of(LedgerKind::SpendReversal, 5), Restored);
     }
 }

@@ -5,7 +5,7 @@
 //! proof of anything: only the provider's own answer is applied, via `settle::apply`.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -37,7 +37,7 @@ pub async fn order_for_status_page(
     }
     let checkable = order.status.is_unsettled()
         || (retrying && order.status == crate::domain::order::OrderStatus::Failed);
-    if !checkable || !old_enough(&order) || !take_turn(id, Instant::now()) {
+    if !checkable || !old_enough(&order) || !state.return_sync_turns.take(id, Instant::now()) {
         return Ok(order);
     }
     // A root span of its own: the request's span carries the URL, and with it the client secret.
@@ -58,23 +58,28 @@ fn old_enough(order: &Order) -> bool {
         .is_ok_and(|age| age >= MIN_AGE)
 }
 
-static LAST_TRY: OnceLock<Mutex<HashMap<Uuid, Instant>>> = OnceLock::new();
+/// When this instance last asked the provider about each order on a shopper's return.
+/// In memory on purpose: it only bounds load; exactly-once is `settle::apply`'s job,
+/// whatever instance asks.
+#[derive(Debug, Default)]
+pub struct Turns(Mutex<HashMap<Uuid, Instant>>);
 
-/// True at most once per `MIN_INTERVAL` per order on this instance. In memory on purpose:
-/// it only bounds load; exactly-once is `settle::apply`'s job, whatever instance asks.
-fn take_turn(id: Uuid, now: Instant) -> bool {
-    let map = LAST_TRY.get_or_init(Default::default);
-    let mut tries = map
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if tries.len() > 10_000 {
-        tries.retain(|_, at| now.duration_since(*at) < MIN_INTERVAL);
-    }
-    match tries.get(&id) {
-        Some(at) if now.duration_since(*at) < MIN_INTERVAL => false,
-        _ => {
-            tries.insert(id, now);
-            true
+impl Turns {
+    /// True at most once per `MIN_INTERVAL` per order.
+    fn take(&self, id: Uuid, now: Instant) -> bool {
+        let mut tries = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if tries.len() > 10_000 {
+            tries.retain(|_, at| now.duration_since(*at) < MIN_INTERVAL);
+        }
+        match tries.get(&id) {
+            Some(at) if now.duration_since(*at) < MIN_INTERVAL => false,
+            _ => {
+                tries.insert(id, now);
+                true
+            }
         }
     }
 }
@@ -85,14 +90,15 @@ mod tests {
 
     #[test]
     fn an_order_gets_one_turn_per_interval() {
+        let turns = Turns::default();
         let id = Uuid::new_v4();
         let t0 = Instant::now();
-        assert!(take_turn(id, t0));
-        assert!(!take_turn(id, t0 + Duration::from_secs(1)));
+        assert!(turns.take(id, t0));
+        assert!(!turns.take(id, t0 + Duration::from_secs(1)));
         assert!(
-            take_turn(Uuid::new_v4(), t0),
+            turns.take(Uuid::new_v4(), t0),
             "other orders are not held back"
         );
-        assert!(take_turn(id, t0 + MIN_INTERVAL));
+        assert!(turns.take(id, t0 + MIN_INTERVAL));
     }
 }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::notify::{Note, NotificationKind, Outbox};
 
 use crate::db::{charges, ledger, orders};
+use crate::domain::ledger::LedgerKind;
 use crate::domain::order::{Change, Decision, OrderStatus, PaymentFact, decide};
 
 /// How the provider's object points at the order.
@@ -225,7 +226,9 @@ async fn write_change(
         refund_total,
         cause,
     };
-    let grant = change.grant.map(|credits| entry("grant", credits, 0));
+    let grant = change
+        .grant
+        .map(|credits| entry(LedgerKind::Grant, credits, 0));
     let revoke = change
         .revoke
         .as_ref()

@@ -2,7 +2,6 @@
 //! database so every instance sees them. Its pay page actions and signed webhook
 //! delivery are in `crate::sandbox`.
 
-use rand::Rng;
 use serde_json::json;
 
 use diesel_async::AsyncConnection;
@@ -26,8 +25,8 @@ impl SandboxProvider {
         &self,
         req: &CreateIntent<'_>,
     ) -> Result<IntentSnapshot, ProviderError> {
-        let id = format!("pi_sandbox_{}", random_hex(12));
-        let client_secret = format!("{id}_secret_{}", random_hex(16));
+        let id = format!("pi_sandbox_{}", crate::random::token(24));
+        let client_secret = format!("{id}_secret_{}", crate::random::token(32));
         let metadata = json!({ "order_id": req.order_id.to_string() });
         let mut conn = self
             .pool
@@ -102,7 +101,7 @@ impl SandboxProvider {
         let key = req.idempotency_key.to_owned();
         let pi = req.payment_intent_id.to_owned();
         let amount = req.amount;
-        let id = format!("re_sandbox_{}", random_hex(12));
+        let id = format!("re_sandbox_{}", crate::random::token(24));
         let made = conn
             .transaction::<_, diesel::result::Error, _>(async |c| {
                 if let Some(done) = db::sandbox::find_refund(c, &key).await? {
@@ -228,10 +227,4 @@ pub fn snapshot(intent: &db::sandbox::Intent) -> IntentSnapshot {
             .as_ref()
             .map(|m| format!("card_declined: {m}")),
     }
-}
-
-pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    rand::rng().fill(&mut buf[..]);
-    hex::encode(buf)
 }

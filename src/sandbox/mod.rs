@@ -11,7 +11,6 @@ use serde_json::{Value, json};
 
 use crate::db::{self, sandbox::Intent};
 use crate::error::AppError;
-use crate::payments::sandbox::random_hex;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,7 +201,7 @@ pub fn event(event_type: &str, intent: &Intent, created: DateTime<Utc>) -> Value
 /// The event envelope around any object.
 pub fn envelope(event_type: &str, object: Value, created: DateTime<Utc>) -> Value {
     json!({
-        "id": format!("evt_sandbox_{}", random_hex(12)),
+        "id": format!("evt_sandbox_{}", crate::random::token(24)),
         "object": "event",
         "api_version": "2026-09-30.endive",
         "created": created.timestamp(),

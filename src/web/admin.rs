@@ -266,7 +266,7 @@ async fn order_detail(
         can_sync: has_pi,
         can_cancel: order.status.is_unsettled(),
         csrf_token: csrf::issue(&state.csrf_key, Utc::now().timestamp()),
-        action_key: crate::startup::random_token(32),
+        action_key: crate::random::token(32),
     };
     html::render(StatusCode::OK, &page)
 }

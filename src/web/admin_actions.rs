@@ -78,7 +78,7 @@ async fn action_form(
         Some(k) if (16..=64).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_alphanumeric()) => {
             format!("form-{k}")
         }
-        _ => format!("form-{}", crate::startup::random_token(32)),
+        _ => format!("form-{}", crate::random::token(32)),
     };
     let note = form.get("note").map(String::as_str).unwrap_or_default();
     let done = actions::perform(state, id, kind, note, &key).await?;
@@ -112,7 +112,7 @@ pub async fn post_action_json(
             "api-{}",
             crate::idempotency::IdempotencyKey::parse(raw.as_bytes())?.as_str()
         ),
-        None => format!("api-{}", crate::startup::random_token(32)),
+        None => format!("api-{}", crate::random::token(32)),
     };
     let note = match body.get("note") {
         Some(serde_json::Value::String(s)) => s.as_str(),

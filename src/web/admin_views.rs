@@ -9,6 +9,7 @@ use crate::db::events::EventSummary;
 use crate::db::ledger::Entry;
 use crate::db::orders::{Order, Transition};
 use crate::db::reconcile_runs::Run;
+use crate::domain::ledger::LedgerKind;
 use crate::domain::order::DisputeState;
 use crate::web::html;
 use crate::webhook::event::EventKind;
@@ -168,12 +169,13 @@ pub fn timeline(
 
 /// A ledger row in an operator's words.
 fn ledger_words(entry: &Entry) -> String {
-    let why = match (entry.kind.as_str(), entry.delta > 0) {
-        ("grant", _) => "granted for the payment",
-        ("refund", false) => "taken back for a refund",
-        ("refund", true) => "given back: a refund failed or was canceled",
-        ("dispute", _) => "taken back: the dispute was lost",
-        _ => "other",
+    let why = match (entry.kind, entry.delta > 0) {
+        (LedgerKind::Grant, _) => "granted for the payment",
+        (LedgerKind::Refund, false) => "taken back for a refund",
+        (LedgerKind::Refund, true) => "given back: a refund failed or was canceled",
+        (LedgerKind::Dispute, _) => "taken back: the dispute was lost",
+        (LedgerKind::Spend, _) => "spent through the credits API",
+        (LedgerKind::SpendReversal, _) => "given back: a spend was reversed",
     };
     format!("{:+} credits, {why} ({})", entry.delta, entry.kind)
 }

@@ -11,7 +11,7 @@ use crate::error::AppError;
 const MAX_AGE_SECS: i64 = 12 * 3600;
 
 pub fn issue(key: &SecretString, now: i64) -> String {
-    let nonce = crate::payments::sandbox::random_hex(12);
+    let nonce = crate::random::token(24);
     let payload = format!("{now}.{nonce}");
     format!(
         "{payload}.{}",

@@ -34,12 +34,6 @@ crate::text_enum! {
     }
 }
 
-impl Serialize for Outcome {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(self.as_str())
-    }
-}
-
 #[derive(Debug, Serialize)]
 pub struct Receipt {
     pub received: bool,

@@ -726,8 +726,14 @@ fn unsettled_means_pending_processing_or_failed_only() {
 
 #[test]
 fn each_revocation_names_its_ledger_kind() {
-    assert_eq!(RevocationKind::Refund.ledger_kind(), "refund");
-    assert_eq!(RevocationKind::Dispute.ledger_kind(), "dispute");
+    assert_eq!(
+        RevocationKind::Refund.ledger_kind(),
+        crate::domain::ledger::LedgerKind::Refund
+    );
+    assert_eq!(
+        RevocationKind::Dispute.ledger_kind(),
+        crate::domain::ledger::LedgerKind::Dispute
+    );
 }
 
 #[test]
