@@ -8,6 +8,17 @@ use uuid::Uuid;
 
 use crate::db::schema::operator_actions;
 
+crate::text_enum! {
+    /// Where an operator action stands (its `state` column).
+    pub enum ActionState {
+        /// Claimed under its key; the provider may be answering.
+        InProgress => "in_progress",
+        Done => "done",
+        /// The provider refused or could not be reached: the same key may try again.
+        Failed => "failed",
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
 #[diesel(table_name = operator_actions, check_for_backend(diesel::pg::Pg))]
 pub struct Action {
@@ -18,7 +29,7 @@ pub struct Action {
     pub action: String,
     pub note: String,
     pub params: serde_json::Value,
-    pub state: String,
+    pub state: ActionState,
     pub result: Option<String>,
     #[serde(rename = "at")]
     pub created_at: DateTime<Utc>,
@@ -64,9 +75,9 @@ pub async fn retry_failed(conn: &mut AsyncPgConnection, id: i64) -> QueryResult<
     diesel::update(
         operator_actions::table
             .filter(operator_actions::id.eq(id))
-            .filter(operator_actions::state.eq("failed")),
+            .filter(operator_actions::state.eq(ActionState::Failed)),
     )
-    .set(operator_actions::state.eq("in_progress"))
+    .set(operator_actions::state.eq(ActionState::InProgress))
     .execute(conn)
     .await
     .map(|n| n == 1)
@@ -81,7 +92,11 @@ pub async fn finish(
 ) -> QueryResult<()> {
     diesel::update(operator_actions::table.find(id))
         .set((
-            operator_actions::state.eq(if done { "done" } else { "failed" }),
+            operator_actions::state.eq(if done {
+                ActionState::Done
+            } else {
+                ActionState::Failed
+            }),
             operator_actions::result.eq(result),
             operator_actions::finished_at.eq(diesel::dsl::now),
         ))

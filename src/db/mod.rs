@@ -61,10 +61,14 @@ macro_rules! text_enum_sql {
 }
 
 text_enum_sql!(
+    actions::ActionState,
     idempotency::KeyState,
     crate::domain::ledger::LedgerKind,
     crate::domain::order::OrderStatus,
-    crate::domain::order::DisputeState
+    crate::domain::order::DisputeState,
+    crate::notify::NotificationKind,
+    crate::notify::NotificationState,
+    crate::payments::IntentStatus
 );
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");

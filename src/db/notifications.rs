@@ -6,6 +6,8 @@ use diesel::sql_types::{BigInt, Int4, Nullable, Text, Timestamptz};
 use diesel::{OptionalExtension, QueryableByName};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
+use crate::notify::{NotificationKind, NotificationState};
+
 #[derive(Debug, Default, QueryableByName)]
 pub struct Counts {
     #[diesel(sql_type = BigInt)]
@@ -36,13 +38,13 @@ pub struct Row {
     #[diesel(sql_type = Text)]
     pub id: String,
     #[diesel(sql_type = Text)]
-    pub kind: String,
+    pub kind: NotificationKind,
     #[diesel(sql_type = Text)]
     pub email: String,
     #[diesel(sql_type = BigInt)]
     pub account_seq: i64,
     #[diesel(sql_type = Text)]
-    pub state: String,
+    pub state: NotificationState,
     #[diesel(sql_type = Int4)]
     pub attempts: i32,
     #[diesel(sql_type = Timestamptz)]
@@ -62,7 +64,7 @@ pub struct Row {
 /// Newest first; `state` filters when given.
 pub async fn recent(
     conn: &mut AsyncPgConnection,
-    state: Option<&str>,
+    state: Option<NotificationState>,
     limit: i64,
 ) -> diesel::QueryResult<Vec<Row>> {
     diesel::sql_query(
@@ -83,7 +85,7 @@ pub async fn recent(
 pub enum Redelivery {
     /// Due again now, with a fresh 3-day window; `was` is the state it left.
     Queued {
-        was: String,
+        was: NotificationState,
     },
     /// A dispatcher is sending it right now: nothing changed.
     InFlight,
@@ -100,7 +102,7 @@ pub async fn redeliver(
     #[derive(QueryableByName)]
     struct Was {
         #[diesel(sql_type = Text)]
-        was: String,
+        was: NotificationState,
         #[diesel(sql_type = diesel::sql_types::Bool)]
         leased: bool,
     }

@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::schema::{sandbox_deliveries, sandbox_payment_intents, sandbox_refunds};
+use crate::payments::IntentStatus;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = sandbox_payment_intents, check_for_backend(diesel::pg::Pg))]
@@ -14,7 +15,7 @@ pub struct Intent {
     pub client_secret: String,
     pub amount: i64,
     pub currency: String,
-    pub status: String,
+    pub status: IntentStatus,
     pub metadata: serde_json::Value,
     pub last_payment_error: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -29,7 +30,7 @@ pub struct NewIntent<'a> {
     pub idempotency_key: &'a str,
     pub amount: i64,
     pub currency: &'a str,
-    pub status: &'a str,
+    pub status: IntentStatus,
     pub metadata: &'a serde_json::Value,
 }
 
@@ -64,8 +65,8 @@ pub async fn find(conn: &mut AsyncPgConnection, id: &str) -> QueryResult<Option<
 pub async fn transition(
     conn: &mut AsyncPgConnection,
     id: &str,
-    from: &[&str],
-    status: &str,
+    from: &[IntentStatus],
+    status: IntentStatus,
     last_payment_error: Option<&str>,
 ) -> QueryResult<Option<Intent>> {
     diesel::update(
@@ -224,7 +225,7 @@ pub async fn refund(
     let intent = diesel::update(
         sandbox_payment_intents::table
             .filter(sandbox_payment_intents::id.eq(pi))
-            .filter(sandbox_payment_intents::status.eq("succeeded"))
+            .filter(sandbox_payment_intents::status.eq(IntentStatus::Succeeded))
             .filter(
                 (sandbox_payment_intents::amount_refunded + amount)
                     .le(sandbox_payment_intents::amount),

@@ -273,7 +273,7 @@ async fn finish(state: &AppState, tried: &[(Claimed, Option<Attempt>)]) -> anyho
         #[diesel(sql_type = Int4)]
         attempts: i32,
         #[diesel(sql_type = Text)]
-        state: String,
+        state: super::NotificationState,
     }
     let mut ids = Vec::new();
     let mut attempts = Vec::new();
@@ -309,7 +309,10 @@ async fn finish(state: &AppState, tried: &[(Claimed, Option<Attempt>)]) -> anyho
         .bind::<Array<Double>, _>(delays)
         .load(&mut *conn)
         .await?;
-    for f in finished.iter().filter(|f| f.state == "failed") {
+    for f in finished
+        .iter()
+        .filter(|f| f.state == super::NotificationState::Failed)
+    {
         metrics::counter!("notifications_failed_total").increment(1);
         tracing::warn!(notification = %f.id, attempts = f.attempts, "notifications: gave up after 3 days of retries; redeliver from /admin/notifications");
     }

@@ -23,6 +23,17 @@ crate::text_enum! {
     }
 }
 
+crate::text_enum! {
+    /// Where a notification stands (its `state` column).
+    pub enum NotificationState {
+        /// Not delivered yet: due now, waiting for a retry, or for an earlier one.
+        Pending => "pending",
+        Delivered => "delivered",
+        /// Retried for 3 days without a 2xx; only an operator's redeliver sends it again.
+        Failed => "failed",
+    }
+}
+
 impl NotificationKind {
     /// The notification for a ledger row of `kind` moving `delta` credits.
     pub fn for_ledger(kind: LedgerKind, delta: i64) -> NotificationKind {

@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::db::actions::ActionState;
 use crate::db::{self, orders::Order};
 use crate::domain::order::{FactKind, OrderStatus, PaymentFact};
 use crate::error::AppError;
@@ -45,7 +46,7 @@ impl ActionKind {
 pub struct Performed {
     pub id: i64,
     pub action: String,
-    pub state: String,
+    pub state: ActionState,
     pub result: String,
     pub order_id: Uuid,
     pub status: OrderStatus,
@@ -166,8 +167,8 @@ pub async fn perform(
             if earlier.order_id != order_id || earlier.action != kind.name() {
                 return Err(AppError::KeyMismatch);
             }
-            match earlier.state.as_str() {
-                "done" => {
+            match earlier.state {
+                ActionState::Done => {
                     return Ok(Performed {
                         id: earlier.id,
                         action: earlier.action,
@@ -178,7 +179,9 @@ pub async fn perform(
                         replayed: true,
                     });
                 }
-                "failed" if db::actions::retry_failed(&mut conn, earlier.id).await? => earlier.id,
+                ActionState::Failed if db::actions::retry_failed(&mut conn, earlier.id).await? => {
+                    earlier.id
+                }
                 _ => return Err(AppError::KeyInUse),
             }
         }
@@ -241,7 +244,7 @@ pub async fn perform(
     Ok(Performed {
         id,
         action: kind.name().to_owned(),
-        state: "done".into(),
+        state: ActionState::Done,
         result,
         order_id,
         status,

@@ -360,6 +360,31 @@ impl EventPage {
     }
 }
 
+crate::text_enum! {
+    /// Stripe's PaymentIntent statuses. The sandbox stores its intents' in these words;
+    /// a Stripe answer keeps its status as text (`IntentSnapshot::status`), since a newer
+    /// API version may add one, and is read through this where it matters.
+    pub enum IntentStatus {
+        RequiresPaymentMethod => "requires_payment_method",
+        RequiresConfirmation => "requires_confirmation",
+        RequiresAction => "requires_action",
+        Processing => "processing",
+        RequiresCapture => "requires_capture",
+        Canceled => "canceled",
+        Succeeded => "succeeded",
+    }
+}
+
+impl IntentStatus {
+    /// Statuses a payment can still move on from (the sandbox's actions act only in these).
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            IntentStatus::RequiresPaymentMethod | IntentStatus::Processing
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntentSnapshot {
     pub id: String,
@@ -434,14 +459,14 @@ impl IntentSnapshot {
     /// What the intent's current status says about the order (SPEC §6); `None` when it
     /// says nothing that would change an order.
     pub fn fact(&self) -> Option<PaymentFact> {
-        let kind = match self.status.as_str() {
-            "succeeded" => FactKind::Succeeded {
+        let kind = match self.status.parse::<IntentStatus>().ok()? {
+            IntentStatus::Succeeded => FactKind::Succeeded {
                 amount_received: self.amount_received.unwrap_or(self.amount),
                 currency: self.currency.clone(),
             },
-            "processing" => FactKind::Processing,
-            "canceled" => FactKind::Canceled,
-            "requires_payment_method" if self.has_payment_error => FactKind::Failed {
+            IntentStatus::Processing => FactKind::Processing,
+            IntentStatus::Canceled => FactKind::Canceled,
+            IntentStatus::RequiresPaymentMethod if self.has_payment_error => FactKind::Failed {
                 error: self.payment_error.clone(),
             },
             _ => return None,

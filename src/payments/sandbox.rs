@@ -11,6 +11,7 @@ use super::{
     ProviderError, RefundSnapshot,
 };
 use crate::db::{self, Db};
+use crate::payments::IntentStatus;
 
 pub struct SandboxProvider {
     pool: Db,
@@ -41,7 +42,7 @@ impl SandboxProvider {
                 idempotency_key: req.idempotency_key,
                 amount: req.amount,
                 currency: req.currency,
-                status: "requires_payment_method",
+                status: IntentStatus::RequiresPaymentMethod,
                 metadata: &metadata,
             },
         )
@@ -72,7 +73,7 @@ impl SandboxProvider {
             return Err(ProviderError::NotFound);
         };
         let intent = self.retrieve_intent(&pi).await?;
-        if intent.status != "succeeded" {
+        if intent.status != IntentStatus::Succeeded.as_str() {
             return Err(ProviderError::NotFound);
         }
         let mut conn = self.pool.get().await.map_err(database)?;
@@ -141,8 +142,13 @@ impl SandboxProvider {
         let pi = id.to_owned();
         let canceled = conn
             .transaction::<_, diesel::result::Error, _>(async |c| {
-                let from = ["requires_payment_method", "requires_action", "processing"];
-                let Some(intent) = db::sandbox::transition(c, &pi, &from, "canceled", None).await?
+                let from = [
+                    IntentStatus::RequiresPaymentMethod,
+                    IntentStatus::RequiresAction,
+                    IntentStatus::Processing,
+                ];
+                let Some(intent) =
+                    db::sandbox::transition(c, &pi, &from, IntentStatus::Canceled, None).await?
                 else {
                     return Ok(None);
                 };
@@ -204,9 +210,9 @@ fn intent_of_charge(charge: &str) -> Option<String> {
 pub fn snapshot(intent: &db::sandbox::Intent) -> IntentSnapshot {
     IntentSnapshot {
         id: intent.id.clone(),
-        status: intent.status.clone(),
+        status: intent.status.to_string(),
         amount: intent.amount,
-        amount_received: Some(if intent.status == "succeeded" {
+        amount_received: Some(if intent.status == IntentStatus::Succeeded {
             intent.amount
         } else {
             0
@@ -219,7 +225,7 @@ pub fn snapshot(intent: &db::sandbox::Intent) -> IntentSnapshot {
             .and_then(|v| v.as_str())
             .map(str::to_owned),
         has_payment_error: intent.last_payment_error.is_some(),
-        latest_charge: (intent.status == "succeeded")
+        latest_charge: (intent.status == IntentStatus::Succeeded)
             .then(|| charge_of_intent(&intent.id))
             .flatten(),
         payment_error: intent

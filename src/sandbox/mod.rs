@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::db::{self, sandbox::Intent};
 use crate::error::AppError;
+use crate::payments::IntentStatus;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,25 +99,26 @@ pub async fn act(
         return Err(AppError::NotFound("sandbox"));
     }
     find_intent(state, pi).await?;
-    let (from, to, error, event_type, redirect_status): (&[&str], &str, Option<&str>, &str, &str) =
+    let open = [
+        IntentStatus::RequiresPaymentMethod,
+        IntentStatus::Processing,
+    ];
+    let (to, error, event_type, redirect_status): (IntentStatus, Option<&str>, &str, &str) =
         match action {
             Action::Succeed => (
-                &["requires_payment_method", "processing"],
-                "succeeded",
+                IntentStatus::Succeeded,
                 None,
                 "payment_intent.succeeded",
                 "succeeded",
             ),
             Action::Fail => (
-                &["requires_payment_method", "processing"],
-                "requires_payment_method",
+                IntentStatus::RequiresPaymentMethod,
                 Some("Your card was declined (sandbox)."),
                 "payment_intent.payment_failed",
                 "failed",
             ),
             Action::Cancel => (
-                &["requires_payment_method", "processing"],
-                "canceled",
+                IntentStatus::Canceled,
                 None,
                 "payment_intent.canceled",
                 "canceled",
@@ -127,7 +129,8 @@ pub async fn act(
     let pi_owned = pi.to_owned();
     let intent = conn
         .transaction::<_, AppError, _>(async |c| {
-            let Some(intent) = db::sandbox::transition(c, &pi_owned, from, to, error).await? else {
+            let Some(intent) = db::sandbox::transition(c, &pi_owned, &open, to, error).await?
+            else {
                 return Err(AppError::Client {
                     status: actix_web::http::StatusCode::CONFLICT,
                     code: "payment_intent_settled",
@@ -147,10 +150,12 @@ pub async fn act(
                     // A stale earlier failure arriving after the real event. Not a stale
                     // `processing` after a failure: SPEC lets `failed` go back to
                     // `processing` on a new attempt, so that would be a real change.
-                    let (stale_type, stale_status) =
-                        ("payment_intent.payment_failed", "requires_payment_method");
+                    let (stale_type, stale_status) = (
+                        "payment_intent.payment_failed",
+                        IntentStatus::RequiresPaymentMethod,
+                    );
                     let stale_intent = Intent {
-                        status: stale_status.to_owned(),
+                        status: stale_status,
                         ..intent.clone()
                     };
                     let stale = event(
@@ -234,7 +239,7 @@ pub fn charge_json(intent: &Intent) -> Value {
 }
 
 pub fn intent_json(intent: &Intent) -> Value {
-    let succeeded = intent.status == "succeeded";
+    let succeeded = intent.status == IntentStatus::Succeeded;
     json!({
         "id": intent.id,
         "object": "payment_intent",
@@ -253,6 +258,6 @@ pub fn intent_json(intent: &Intent) -> Value {
         "livemode": false,
         "metadata": intent.metadata,
         "payment_method_types": ["card"],
-        "status": intent.status,
+        "status": intent.status.as_str(),
     })
 }

@@ -182,7 +182,7 @@ pub struct ActionRow {
     pub at: String,
     pub action: String,
     pub note: String,
-    pub state: String,
+    pub state: crate::db::actions::ActionState,
     pub result: String,
 }
 

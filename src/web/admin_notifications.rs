@@ -11,19 +11,19 @@ use serde_json::json;
 use crate::db;
 use crate::db::notifications::Redelivery;
 use crate::error::AppError;
+use crate::notify::{NotificationKind, NotificationState};
 use crate::state::AppState;
 use crate::web::auth::AdminUser;
 use crate::web::html;
 
 const LIMIT: i64 = 200;
-const STATES: [&str; 3] = ["pending", "failed", "delivered"];
 
 struct RowView {
     id: String,
-    kind: String,
+    kind: NotificationKind,
     email: String,
     sequence: i64,
-    state: String,
+    state: NotificationState,
     attempts: i32,
     created: String,
     last_try: String,
@@ -39,11 +39,17 @@ struct NotificationsPage {
     counts: db::notifications::Counts,
     oldest_pending: String,
     rows: Vec<RowView>,
-    filter: String,
-    states: [&'static str; 3],
+    filter: Option<NotificationState>,
+    states: &'static [NotificationState],
     csrf_token: String,
     done: String,
     limit: i64,
+}
+
+impl NotificationsPage {
+    fn filter_is(&self, state: &NotificationState) -> bool {
+        self.filter == Some(*state)
+    }
 }
 
 pub async fn get_notifications(
@@ -51,11 +57,11 @@ pub async fn get_notifications(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> HttpResponse {
-    let mut filter = String::new();
+    let mut filter = None;
     let mut done = String::new();
     for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
         match &*k {
-            "state" if STATES.contains(&v.trim()) => filter = v.trim().to_owned(),
+            "state" => filter = v.trim().parse::<NotificationState>().ok(),
             "redelivered" => {
                 done = v
                     .chars()
@@ -69,16 +75,15 @@ pub async fn get_notifications(
     html::respond(&state.config.shop, page(&state, filter, done).await)
 }
 
-async fn page(state: &AppState, filter: String, done: String) -> Result<HttpResponse, AppError> {
+async fn page(
+    state: &AppState,
+    filter: Option<NotificationState>,
+    done: String,
+) -> Result<HttpResponse, AppError> {
     let now = Utc::now();
     let mut conn = state.db.get().await?;
     let counts = db::notifications::counts(&mut conn).await?;
-    let rows = db::notifications::recent(
-        &mut conn,
-        (!filter.is_empty()).then_some(filter.as_str()),
-        LIMIT,
-    )
-    .await?;
+    let rows = db::notifications::recent(&mut conn, filter, LIMIT).await?;
     drop(conn);
     let target = state
         .config
@@ -111,9 +116,9 @@ async fn page(state: &AppState, filter: String, done: String) -> Result<HttpResp
                 last_try: r
                     .last_attempt_at
                     .map_or_else(|| "never".to_owned(), html::timestamp),
-                next_try: match r.state.as_str() {
-                    "pending" => html::timestamp(r.next_attempt_at),
-                    _ => String::new(),
+                next_try: match r.state {
+                    NotificationState::Pending => html::timestamp(r.next_attempt_at),
+                    NotificationState::Delivered | NotificationState::Failed => String::new(),
                 },
                 answer: match (r.last_status, r.last_answer) {
                     (Some(s), Some(a)) if !a.is_empty() => format!("{s}: {a}"),
@@ -125,7 +130,7 @@ async fn page(state: &AppState, filter: String, done: String) -> Result<HttpResp
             })
             .collect(),
         filter,
-        states: STATES,
+        states: NotificationState::ALL,
         csrf_token: crate::web::csrf::issue(&state.csrf_key, html::now_secs()),
         done,
         limit: LIMIT,

@@ -14,9 +14,6 @@ use crate::sandbox::{self, Action, Chaos};
 use crate::state::AppState;
 use crate::web::{csrf, html};
 
-/// Intent statuses the sandbox still accepts an action in (see `sandbox::act`).
-const OPEN: [&str; 2] = ["requires_payment_method", "processing"];
-
 #[derive(Template)]
 #[template(path = "sandbox_pay.html")]
 struct SandboxPayPage {
@@ -25,7 +22,7 @@ struct SandboxPayPage {
     amount: String,
     credits: Option<i64>,
     order_id: Option<Uuid>,
-    intent_status: String,
+    intent_status: crate::payments::IntentStatus,
     open: bool,
     csrf_token: String,
 }
@@ -66,7 +63,7 @@ async fn pay_page(state: &AppState, pi: &str) -> Result<HttpResponse, AppError> 
         amount: html::money(intent.amount, &intent.currency),
         credits: order.as_ref().map(|o| o.credits),
         order_id: order.as_ref().map(|o| o.id),
-        open: OPEN.contains(&intent.status.as_str()),
+        open: intent.status.is_open(),
         intent_status: intent.status,
         pi: intent.id,
         csrf_token: csrf::issue(&state.csrf_key, html::now_secs()),

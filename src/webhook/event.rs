@@ -44,6 +44,20 @@ crate::text_enum! {
 }
 
 impl EventKind {
+    /// The `object` of the Stripe object such an event carries in `data.object`.
+    pub fn object_type(self) -> &'static str {
+        use EventKind::*;
+        match self {
+            PaymentIntentProcessing
+            | PaymentIntentSucceeded
+            | PaymentIntentPaymentFailed
+            | PaymentIntentCanceled => "payment_intent",
+            ChargeRefunded => "charge",
+            ChargeDisputeCreated | ChargeDisputeClosed => "dispute",
+            ChargeRefundUpdated | RefundUpdated | RefundFailed => "refund",
+        }
+    }
+
     /// What the event says, in an operator's words.
     pub fn describe(self) -> &'static str {
         match self {
@@ -226,15 +240,7 @@ impl Event {
 
     fn meaning_of(&self, kind: EventKind, object: &Value) -> Result<Meaning, String> {
         use EventKind::*;
-        let expected = match kind {
-            PaymentIntentProcessing
-            | PaymentIntentSucceeded
-            | PaymentIntentPaymentFailed
-            | PaymentIntentCanceled => "payment_intent",
-            ChargeRefunded => "charge",
-            ChargeDisputeCreated | ChargeDisputeClosed => "dispute",
-            ChargeRefundUpdated | RefundUpdated | RefundFailed => "refund",
-        };
+        let expected = kind.object_type();
         let fields = ObjectFields::new(object, expected)?;
         let metadata_order_id = fields.metadata_order_id()?;
         let fact = |reference: OrderRef, kind: FactKind| Meaning::Fact {
@@ -249,6 +255,7 @@ impl Event {
             // for a success (amount_received, else amount).
             let id = fields.string("id")?;
             let fact_kind = match kind {
+                PaymentIntentCanceled => FactKind::Canceled,
                 PaymentIntentProcessing => FactKind::Processing,
                 PaymentIntentSucceeded => FactKind::Succeeded {
                     amount_received: match fields.optional_int("amount_received")? {
@@ -263,7 +270,10 @@ impl Event {
                         .get("last_payment_error")
                         .and_then(crate::payments::payment_error_words),
                 },
-                _ => FactKind::Canceled,
+                ChargeRefunded | ChargeDisputeCreated | ChargeDisputeClosed
+                | ChargeRefundUpdated | RefundUpdated | RefundFailed => {
+                    return Err(format!("{kind} carries no payment_intent"));
+                }
             };
             let reference = OrderRef {
                 metadata_order_id,
