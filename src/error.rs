@@ -134,6 +134,69 @@ impl ResponseError for AppError {
     }
 }
 
+/// A provider failure as the client hears it: the database behind the sandbox is a
+/// 503 like ours; a refusal (a 4xx, or no such object) is final; anything else is worth
+/// retrying later. (Order creation answers a refusal itself: it also cancels the order.)
+impl From<crate::payments::ProviderError> for AppError {
+    fn from(e: crate::payments::ProviderError) -> Self {
+        use crate::payments::ProviderError;
+        match e {
+            ProviderError::Database(_) => AppError::DbUnavailable(e.into()),
+            ProviderError::Rejected { .. } | ProviderError::NotFound => {
+                AppError::ProviderRefused(e.into())
+            }
+            other => AppError::Provider(other.into()),
+        }
+    }
+}
+
+/// The error of an HTML page's handler: the same error and status, answered as the
+/// small HTML error page whoever asked (a page's errors are pages; `web::error_pages`
+/// renders it, with the shop's name, from the JSON body this leaves marked).
+#[derive(Debug)]
+pub struct PageError(pub AppError);
+
+/// On a response: an error a page handler answered (see `PageError`).
+#[derive(Debug, Clone, Copy)]
+pub struct PageErrorMark;
+
+impl std::fmt::Display for PageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        self.0.status_code()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = self.0.error_response();
+        res.extensions_mut().insert(PageErrorMark);
+        res
+    }
+}
+
+/// `?` in a page handler takes whatever `?` takes in an API handler.
+macro_rules! page_error_from {
+    ($($ty:ty),+) => {$(
+        impl From<$ty> for PageError {
+            fn from(e: $ty) -> Self {
+                PageError(AppError::from(e))
+            }
+        }
+    )+};
+}
+
+page_error_from!(
+    AppError,
+    DieselError,
+    anyhow::Error,
+    crate::db::PoolError,
+    crate::db::pool::ReadError
+);
+
 impl AppError {
     /// The full cause chain, for logs only.
     pub fn chain(&self) -> String {

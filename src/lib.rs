@@ -8,6 +8,7 @@ pub mod error;
 pub mod idempotency;
 pub mod notify;
 pub mod orders;
+pub mod overview;
 pub mod packs_file;
 pub mod payments;
 pub mod random;

@@ -197,7 +197,7 @@ pub async fn perform(
                 let _ = db::actions::finish(&conn, id, false, &words).await;
             }
             metrics::counter!("operator_actions_total", "action" => kind.name(), "result" => "provider_error").increment(1);
-            return Err(provider_error(e));
+            return Err(e.into());
         }
     };
 
@@ -350,15 +350,5 @@ async fn ask_provider(
                 "canceled here; the provider never made a PaymentIntent".into(),
             )),
         },
-    }
-}
-
-fn provider_error(e: ProviderError) -> AppError {
-    match e {
-        ProviderError::Database(_) => AppError::DbUnavailable(e.into()),
-        ProviderError::Rejected { .. } | ProviderError::NotFound => {
-            AppError::ProviderRefused(e.into())
-        }
-        other => AppError::Provider(other.into()),
     }
 }

@@ -170,11 +170,10 @@ pub async fn attach_intent(
     };
     let intent = match state.provider.create_intent(&request).await {
         Ok(intent) => intent,
-        Err(e @ ProviderError::Database(_)) => return Err(AppError::DbUnavailable(e.into())),
         Err(ProviderError::Rejected { status, message }) => {
             return Err(refused(state, &order, status, &message).await);
         }
-        Err(other) => return Err(AppError::Provider(other.into())),
+        Err(other) => return Err(other.into()),
     };
     if intent.amount != order.amount || !intent.currency.eq_ignore_ascii_case(&order.currency) {
         return Err(AppError::Provider(anyhow::anyhow!(

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::db;
 use crate::domain::order::OrderStatus;
-use crate::error::AppError;
+use crate::error::{AppError, PageError};
 use crate::state::AppState;
 use crate::web::admin_views::{
     CatchupView, Count, EventRow, OrderRow, RunView, TimelineRow, dispute_words, timeline,
@@ -51,43 +51,22 @@ struct Dashboard {
     outbox_stuck_for: String,
 }
 
-pub async fn get_dashboard(_: AdminUser, state: web::Data<AppState>) -> HttpResponse {
-    html::respond(&state.config.shop, dashboard(&state).await)
-}
-
-async fn dashboard(state: &AppState) -> Result<HttpResponse, AppError> {
+pub async fn get_dashboard(
+    _: AdminUser,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
     let now = Utc::now();
     let stuck_after =
         chrono::Duration::from_std(state.config.reconcile_after).map_err(anyhow::Error::from)?;
-    let mut conn = state.db.get().await?;
-    let counts = db::orders::counts_by_status(&mut conn).await?;
-    let (granted, revoked) = db::stats::credit_totals(&mut conn).await?;
-    let outcomes = db::events::count_by_outcome(&mut conn).await?;
-    let duplicates_absorbed = db::events::duplicates_absorbed(&mut conn).await?;
-    let last_run = db::reconcile_runs::last(&mut conn).await?;
-    let catchup = db::catchup::last(&mut conn).await?;
-    let stuck = db::orders::stuck_with_email(&mut conn, now - stuck_after, 50).await?;
-    let recent = db::orders::recent_with_email(&mut conn, 20).await?;
-    let events = db::events::recent(&mut conn, None, None, 20).await?;
-    let api_keys = db::api_keys::all(&mut conn).await?;
-    let deficits = db::stats::accounts_in_deficit(&mut conn, 20).await?;
-    let outbox = match state.config.merchant_webhook {
-        Some(_) => Some(db::notifications::counts(&mut conn).await?),
-        None => None,
-    };
-    drop(conn);
-    let outbox_stuck_for = outbox
+    let every =
+        chrono::Duration::from_std(state.config.reconcile_interval).map_err(anyhow::Error::from)?;
+    let o = crate::overview::load(&state, now - stuck_after).await?;
+    let outbox_stuck_for = o
+        .outbox
         .as_ref()
         .and_then(|o| o.oldest_pending)
         .filter(|t| now - *t > chrono::Duration::minutes(1))
         .map_or_else(String::new, |t| html::age(t, now));
-
-    let count_of = |status: OrderStatus| {
-        counts
-            .iter()
-            .find(|(s, _)| *s == status)
-            .map_or(0, |(_, n)| *n)
-    };
     let page = Dashboard {
         provider: state.provider.name(),
         generated_at: html::timestamp(now),
@@ -95,50 +74,46 @@ async fn dashboard(state: &AppState) -> Result<HttpResponse, AppError> {
             .iter()
             .map(|s| Count {
                 label: s.as_str().to_owned(),
-                n: count_of(*s),
+                n: o.count(*s),
             })
             .collect(),
-        total_orders: counts.iter().map(|(_, n)| n).sum(),
-        granted,
-        revoked,
-        mismatched_events: outcomes
+        total_orders: o.counts.iter().map(|(_, n)| n).sum(),
+        granted: o.granted,
+        revoked: o.revoked,
+        mismatched_events: o.outcome_count("mismatch"),
+        outcomes: o
+            .outcomes
             .iter()
-            .find(|(o, _)| o.as_deref() == Some("mismatch"))
-            .map_or(0, |(_, n)| *n),
-        outcomes: outcomes
-            .into_iter()
-            .map(|(o, n)| Count {
-                label: o.unwrap_or_else(|| "unfinished".to_owned()),
-                n,
+            .map(|(outcome, n)| Count {
+                label: outcome.clone().unwrap_or_else(|| "unfinished".to_owned()),
+                n: *n,
             })
             .collect(),
         signature_failures: state
             .signature_failures
             .load(std::sync::atomic::Ordering::Relaxed),
-        needs_review: count_of(OrderStatus::NeedsReview),
-        duplicates_absorbed,
-        last_run: last_run.map(RunView::from),
-        catchup: catchup.map(CatchupView::from),
-        stuck: stuck
+        needs_review: o.count(OrderStatus::NeedsReview),
+        duplicates_absorbed: o.duplicates_absorbed,
+        last_run: o.last_run.map(RunView::from),
+        catchup: o.catchup.map(CatchupView::from),
+        stuck: o
+            .stuck
             .iter()
-            .map(|(o, email)| OrderRow::new(o, email, now))
+            .map(|(order, email)| OrderRow::new(order, email, now))
             .collect(),
         stuck_after: html::age(now - stuck_after, now),
         loop_on: !state.config.reconcile_interval.is_zero(),
-        loop_every: html::age(
-            now - chrono::Duration::from_std(state.config.reconcile_interval)
-                .map_err(anyhow::Error::from)?,
-            now,
-        ),
-        recent: recent
+        loop_every: html::age(now - every, now),
+        recent: o
+            .recent
             .iter()
-            .map(|(o, email)| OrderRow::new(o, email, now))
+            .map(|(order, email)| OrderRow::new(order, email, now))
             .collect(),
-        events: events.into_iter().map(EventRow::from).collect(),
+        events: o.events.into_iter().map(EventRow::from).collect(),
         csrf_token: csrf::issue(&state.csrf_key, now.timestamp()),
-        api_keys: api_keys.iter().map(crate::credits::key_line).collect(),
-        deficits,
-        outbox,
+        api_keys: o.api_keys.iter().map(crate::credits::key_line).collect(),
+        deficits: o.deficits,
+        outbox: o.outbox,
         outbox_stuck_for,
     };
     html::render(StatusCode::OK, &page)
@@ -196,64 +171,45 @@ pub async fn get_order(
     state: web::Data<AppState>,
     path: web::Path<String>,
     query: web::Query<OrderQuery>,
-) -> HttpResponse {
-    html::respond(
-        &state.config.shop,
-        order_detail(&state, &path, query.action).await,
-    )
-}
-
-async fn order_detail(
-    state: &AppState,
-    id: &str,
-    just_done: Option<i64>,
-) -> Result<HttpResponse, AppError> {
-    let id = Uuid::parse_str(id).map_err(|_| AppError::NotFound("order"))?;
-    let mut conn = state.db.get().await?;
-    let order = db::orders::find(&conn, id)
-        .await?
-        .ok_or(AppError::NotFound("order"))?;
-    let email = db::accounts::email_of(&mut conn, order.account_id).await?;
-    let transitions = db::orders::transitions(&mut conn, id).await?;
-    let events = db::events::for_order(&mut conn, id).await?;
-    let ledger = db::ledger::for_order(&mut conn, id).await?;
-    let balance = db::accounts::balance(&mut conn, order.account_id).await?;
-    let charges = db::charges::for_order(&mut conn, id).await?;
-    let actions = db::actions::for_order(&mut conn, id).await?;
-    drop(conn);
-    let actions: Vec<ActionRow> = actions
-        .into_iter()
+) -> Result<HttpResponse, PageError> {
+    let id = Uuid::parse_str(&path).map_err(|_| AppError::NotFound("order"))?;
+    let t = crate::orders::view::timeline(&state, id).await?;
+    let order = &t.order;
+    let actions: Vec<ActionRow> = t
+        .actions
+        .iter()
         .rev()
         .map(|a| ActionRow {
             id: a.id,
             at: html::timestamp(a.created_at),
-            action: a.action,
-            note: a.note,
+            action: a.action.clone(),
+            note: a.note.clone(),
             state: a.state,
-            result: a.result.unwrap_or_else(|| "still running".into()),
+            result: a.result.clone().unwrap_or_else(|| "still running".into()),
         })
         .collect();
-    let (just_done, actions): (Vec<ActionRow>, Vec<ActionRow>) =
-        actions.into_iter().partition(|a| Some(a.id) == just_done);
+    let (just_done, actions): (Vec<ActionRow>, Vec<ActionRow>) = actions
+        .into_iter()
+        .partition(|a| Some(a.id) == query.action);
     use OrderStatus as S;
     let left = order.amount - order.amount_refunded;
     let has_pi = order.payment_intent_id.is_some();
     let page = OrderDetail {
         id,
-        email,
+        email: t.email.clone(),
         status: order.status.as_str(),
         pack_id: order.pack_id.clone(),
         credits: order.credits,
         amount: html::money(order.amount, &order.currency),
         refunded: html::money(order.amount_refunded, &order.currency),
         dispute: dispute_words(order.dispute),
-        charges,
+        charges: t.charges.clone(),
         payment_intent_id: order.payment_intent_id.clone(),
         created: html::timestamp(order.created_at),
         paid: order.paid_at.map(html::timestamp),
-        order_net: ledger.iter().map(|e| e.delta).sum(),
-        balance,
-        timeline: timeline(&transitions, &events, &ledger),
+        order_net: t.ledger.iter().map(|e| e.delta).sum(),
+        balance: t.balance,
+        timeline: timeline(&t.transitions, &t.events, &t.ledger),
         reason: order.reason.clone(),
         actions,
         just_done: just_done.into_iter().next(),
@@ -275,15 +231,8 @@ pub async fn post_reconcile(
     _: AdminUser,
     state: web::Data<AppState>,
     body: Result<web::Bytes, actix_web::Error>,
-) -> HttpResponse {
-    html::respond(&state.config.shop, reconcile(&state, body).await)
-}
-
-async fn reconcile(
-    state: &AppState,
-    body: Result<web::Bytes, actix_web::Error>,
-) -> Result<HttpResponse, AppError> {
-    html::verified_form(state, body)?;
-    crate::reconcile::reconcile_once(state, "admin").await?;
+) -> Result<HttpResponse, PageError> {
+    html::verified_form(&state, body)?;
+    crate::reconcile::reconcile_once(&state, "admin").await?;
     Ok(html::see_other("/admin"))
 }

@@ -7,7 +7,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use uuid::Uuid;
 
-use crate::error::AppError;
+use crate::error::{AppError, PageError};
 use crate::orders::actions::{self, ActionKind};
 use crate::state::AppState;
 use crate::web::auth::AdminUser;
@@ -56,19 +56,9 @@ pub async fn post_action_form(
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     body: Result<web::Bytes, actix_web::Error>,
-) -> HttpResponse {
-    html::respond(
-        &state.config.shop,
-        action_form(&state, &path.0, &path.1, body).await,
-    )
-}
-
-async fn action_form(
-    state: &AppState,
-    id: &str,
-    action: &str,
-    body: Result<web::Bytes, actix_web::Error>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, PageError> {
+    let (id, action) = (&path.0, &path.1);
+    let state: &AppState = &state;
     let form = html::verified_form(state, body)?;
     let id = order_id(id)?;
     let field = |name: &str| Ok(form.get(name).cloned());

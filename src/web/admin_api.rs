@@ -17,19 +17,12 @@ pub async fn get_order(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let id = Uuid::parse_str(&path).map_err(|_| AppError::NotFound("order"))?;
-    let mut conn = state.db.get().await?;
-    let order = db::orders::find(&conn, id)
-        .await?
-        .ok_or(AppError::NotFound("order"))?;
-    let email = db::accounts::email_of(&mut conn, order.account_id).await?;
-    let transitions = db::orders::transitions(&mut conn, id).await?;
-    let events = db::events::for_order(&mut conn, id).await?;
-    let ledger = db::ledger::for_order(&mut conn, id).await?;
-    let actions = db::actions::for_order(&mut conn, id).await?;
+    let t = crate::orders::view::timeline(&state, id).await?;
+    let order = t.order;
     Ok(HttpResponse::Ok().json(json!({
         "id": order.id,
         "status": order.status.as_str(),
-        "email": email,
+        "email": t.email,
         "pack_id": order.pack_id,
         "credits": order.credits,
         "amount": order.amount,
@@ -38,12 +31,12 @@ pub async fn get_order(
         "amount_refunded": order.amount_refunded,
         "dispute": order.dispute.as_str(),
         "reason": order.reason,
-        "actions": actions,
+        "actions": t.actions,
         "created_at": order.created_at,
         "paid_at": order.paid_at,
-        "transitions": transitions,
-        "events": events,
-        "ledger": ledger,
+        "transitions": t.transitions,
+        "events": t.events,
+        "ledger": t.ledger,
     })))
 }
 

@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use askama::Template;
 
 use crate::db;
-use crate::error::AppError;
+use crate::error::PageError;
 use crate::state::AppState;
 use crate::web::admin_views::EventRow;
 use crate::web::auth::AdminUser;
@@ -34,7 +34,7 @@ pub async fn get_events(
     _: AdminUser,
     state: web::Data<AppState>,
     req: HttpRequest,
-) -> HttpResponse {
+) -> Result<HttpResponse, PageError> {
     let mut outcome = String::new();
     let mut event_type = String::new();
     for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
@@ -44,17 +44,6 @@ pub async fn get_events(
             _ => {}
         }
     }
-    html::respond(
-        &state.config.shop,
-        events_page(&state, outcome, event_type).await,
-    )
-}
-
-async fn events_page(
-    state: &AppState,
-    outcome: String,
-    event_type: String,
-) -> Result<HttpResponse, AppError> {
     const LIMIT: i64 = 200;
     let mut conn = state.db.get().await?;
     let filter = |s: &str| (!s.is_empty()).then(|| s.to_owned());

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::db;
 use crate::db::notifications::Redelivery;
-use crate::error::AppError;
+use crate::error::{AppError, PageError};
 use crate::notify::{NotificationKind, NotificationState};
 use crate::state::AppState;
 use crate::web::auth::AdminUser;
@@ -56,7 +56,7 @@ pub async fn get_notifications(
     _: AdminUser,
     state: web::Data<AppState>,
     req: HttpRequest,
-) -> HttpResponse {
+) -> Result<HttpResponse, PageError> {
     let mut filter = None;
     let mut done = String::new();
     for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
@@ -72,14 +72,6 @@ pub async fn get_notifications(
             _ => {}
         }
     }
-    html::respond(&state.config.shop, page(&state, filter, done).await)
-}
-
-async fn page(
-    state: &AppState,
-    filter: Option<NotificationState>,
-    done: String,
-) -> Result<HttpResponse, AppError> {
     let now = Utc::now();
     let mut conn = state.db.get().await?;
     let counts = db::notifications::counts(&mut conn).await?;
@@ -162,20 +154,14 @@ pub async fn post_redeliver_form(
     state: web::Data<AppState>,
     path: web::Path<String>,
     body: Result<web::Bytes, actix_web::Error>,
-) -> HttpResponse {
-    html::respond(
-        &state.config.shop,
-        async {
-            let form = html::verified_form(&state, body)?;
-            let note = form.get("note").map(String::as_str).unwrap_or_default();
-            redeliver(&state, &path, note).await?;
-            Ok(html::see_other(&format!(
-                "/admin/notifications?redelivered={}",
-                path.as_str()
-            )))
-        }
-        .await,
-    )
+) -> Result<HttpResponse, PageError> {
+    let form = html::verified_form(&state, body)?;
+    let note = form.get("note").map(String::as_str).unwrap_or_default();
+    redeliver(&state, &path, note).await?;
+    Ok(html::see_other(&format!(
+        "/admin/notifications?redelivered={}",
+        path.as_str()
+    )))
 }
 
 pub async fn post_redeliver_json(

@@ -2,8 +2,9 @@
 //! SPEC §4's JSON body; this middleware turns that body into the small HTML error page
 //! when a browser asked for a page route, so the 401 of an extractor, the 404 of an
 //! unknown path, the 405 of a wrong method and a 429 read the same as a page's own
-//! errors. API routes, the webhook and the probes always answer JSON, as does anyone
-//! who does not say it accepts `text/html`.
+//! errors. A page handler's own errors (`error::PageError`) are pages whoever asked.
+//! API routes, the webhook and the probes always answer JSON, as does anyone else who
+//! does not say it accepts `text/html`.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -30,7 +31,14 @@ pub async fn html_for_browsers(
     let wants_page = wants_html(req.path(), req.headers());
     let res = next.call(req).await?;
     let status = res.status();
-    if !wants_page || !(status.is_client_error() || status.is_server_error()) || !is_json(&res) {
+    let page_error = res
+        .response()
+        .extensions()
+        .contains::<crate::error::PageErrorMark>();
+    if !(wants_page || page_error)
+        || !(status.is_client_error() || status.is_server_error())
+        || !is_json(&res)
+    {
         return Ok(res.map_into_left_body());
     }
     let (req, res) = res.into_parts();

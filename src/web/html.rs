@@ -1,7 +1,8 @@
-//! Shared plumbing for the HTML pages: rendering with the security headers, HTML error
-//! pages, form parsing and display helpers. Page handlers answer `HttpResponse`, never
-//! `Err`: an `Err` makes the request logger print the URL, and on the status page the
-//! query string carries Stripe's client secret.
+//! Shared plumbing for the HTML pages: rendering with the security headers, the HTML
+//! error page, form parsing and display helpers. Page handlers answer
+//! `Result<HttpResponse, PageError>`; `web::error_pages` renders their errors as pages.
+//! (The request span records the path only, never the query, so an error logged with it
+//! cannot carry the status page's client secret: see `web::span`.)
 
 use std::collections::HashMap;
 
@@ -22,7 +23,12 @@ style-src 'self' 'unsafe-inline'; img-src 'self' data:";
 
 /// Renders `page` with `status`. Pages carry CSRF tokens, client secrets or live order
 /// state, so nothing is cached and no URL leaks through the Referer header.
-pub fn render(status: StatusCode, page: &impl Template) -> Result<HttpResponse, AppError> {
+/// The page rendered, or an internal error (in the caller's error type: pages answer
+/// `PageError`, helpers `AppError`).
+pub fn render<E: From<AppError>>(
+    status: StatusCode,
+    page: &impl Template,
+) -> Result<HttpResponse, E> {
     let body = page
         .render()
         .map_err(|e| AppError::Internal(anyhow::anyhow!("rendering a page: {e}")))?;
@@ -66,38 +72,6 @@ struct ErrorPage<'a> {
     title: &'a str,
     message: String,
     shop: &'a Shop,
-}
-
-/// The page's answer: the rendered page, or an HTML error page with the error's status.
-pub fn respond(shop: &Shop, result: Result<HttpResponse, AppError>) -> HttpResponse {
-    match result {
-        Ok(res) => res,
-        Err(err) => error_page(shop, &err),
-    }
-}
-
-pub fn error_page(shop: &Shop, err: &AppError) -> HttpResponse {
-    let status = actix_web::ResponseError::status_code(err);
-    if status.is_server_error() {
-        // A root span of its own: the request's span would print the URL with the log line.
-        tracing::error!(parent: None, code = err.code(), error = %err.chain(), "page failed");
-    }
-    let mut res = plain_error_page(shop, status, err.to_string());
-    match err {
-        AppError::DbUnavailable(_) => {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        AppError::RateLimited {
-            retry_after_secs, ..
-        } => {
-            if let Ok(v) = HeaderValue::from_str(&(*retry_after_secs).max(1).to_string()) {
-                res.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
-        _ => {}
-    }
-    res
 }
 
 /// The small HTML page for an error `status` with a message the shopper may read.

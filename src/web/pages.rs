@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::config::Shop;
 use crate::db::{self, orders::Order};
 use crate::domain::order::OrderStatus;
-use crate::error::AppError;
+use crate::error::{AppError, PageError};
 use crate::orders::{create, view};
 use crate::state::AppState;
 use crate::web::{csrf, html};
@@ -41,28 +41,18 @@ struct CheckoutInput {
     pack_id: String,
 }
 
-pub async fn get_checkout(state: web::Data<AppState>) -> HttpResponse {
-    html::respond(
-        &state.config.shop,
-        checkout_page(&state, &CheckoutInput::default(), None, StatusCode::OK).await,
-    )
+pub async fn get_checkout(state: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+    Ok(checkout_page(&state, &CheckoutInput::default(), None, StatusCode::OK).await?)
 }
 
 pub async fn post_checkout(
     state: web::Data<AppState>,
     req: actix_web::HttpRequest,
     body: Result<web::Bytes, actix_web::Error>,
-) -> HttpResponse {
-    html::respond(&state.config.shop, checkout(&state, &req, body).await)
-}
-
-async fn checkout(
-    state: &AppState,
-    req: &actix_web::HttpRequest,
-    body: Result<web::Bytes, actix_web::Error>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, PageError> {
+    let state: &AppState = &state;
     let form = html::verified_form(state, body)?;
-    crate::web::client::admit_order(state, req)?;
+    crate::web::client::admit_order(state, &req)?;
     let input = CheckoutInput {
         email: form.get("email").cloned().unwrap_or_default(),
         pack_id: form.get("pack_id").cloned().unwrap_or_default(),
@@ -81,9 +71,9 @@ async fn checkout(
                 tracing::warn!(parent: None, error = %source, "checkout: provider unavailable");
             }
             let status = actix_web::ResponseError::status_code(&e);
-            checkout_page(state, &input, Some(e), status).await
+            Ok(checkout_page(state, &input, Some(e), status).await?)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -156,12 +146,12 @@ struct PayClosedPage {
     status_url: String,
 }
 
-pub async fn get_pay_page(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
-    html::respond(&state.config.shop, pay_page(&state, &path).await)
-}
-
-async fn pay_page(state: &AppState, id: &str) -> Result<HttpResponse, AppError> {
-    let order = find_order(state, id).await?;
+pub async fn get_pay_page(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let state: &AppState = &state;
+    let order = find_order(state, &path).await?;
     let status_url = format!("/orders/{}/status", order.id);
     // Processing means a payment is already in flight; failed may be paid again (SPEC §3).
     if !matches!(order.status, OrderStatus::Pending | OrderStatus::Failed) {
@@ -185,7 +175,8 @@ async fn pay_page(state: &AppState, id: &str) -> Result<HttpResponse, AppError> 
         return Err(AppError::Internal(anyhow::anyhow!(
             "order {} has no PaymentIntent after attaching one",
             order.id
-        )));
+        ))
+        .into());
     };
     let Some(stripe) = &state.config.stripe else {
         return Ok(html::see_other(&format!("/sandbox/pay/{pi}")));

@@ -9,7 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::db;
-use crate::error::AppError;
+use crate::error::{AppError, PageError};
 use crate::sandbox::{self, Action, Chaos};
 use crate::state::AppState;
 use crate::web::{csrf, html};
@@ -27,23 +27,14 @@ struct SandboxPayPage {
     csrf_token: String,
 }
 
-pub async fn get_sandbox_pay(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
-    html::respond(&state.config.shop, pay_page(&state, &path).await)
-}
-
-pub async fn post_sandbox_pay(
+pub async fn get_sandbox_pay(
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: Result<web::Bytes, actix_web::Error>,
-) -> HttpResponse {
-    html::respond(&state.config.shop, pay(&state, &path, body).await)
-}
-
-async fn pay_page(state: &AppState, pi: &str) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, PageError> {
     if !state.config.is_sandbox() {
-        return Err(AppError::NotFound("page"));
+        return Err(AppError::NotFound("page").into());
     }
-    let intent = sandbox::find_intent(state, pi).await?;
+    let intent = sandbox::find_intent(&state, &path).await?;
     let order_id = intent
         .metadata
         .get("order_id")
@@ -71,17 +62,17 @@ async fn pay_page(state: &AppState, pi: &str) -> Result<HttpResponse, AppError> 
     html::render(StatusCode::OK, &page)
 }
 
-async fn pay(
-    state: &AppState,
-    pi: &str,
+pub async fn post_sandbox_pay(
+    state: web::Data<AppState>,
+    path: web::Path<String>,
     body: Result<web::Bytes, actix_web::Error>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, PageError> {
     if !state.config.is_sandbox() {
-        return Err(AppError::NotFound("page"));
+        return Err(AppError::NotFound("page").into());
     }
-    let form = html::verified_form(state, body)?;
+    let form = html::verified_form(&state, body)?;
     let action = Action::parse(form.get("action").map_or("", String::as_str))?;
     let chaos = Chaos::parse(form.get("chaos").map_or("", String::as_str))?;
-    let acted = sandbox::act(state, pi, action, chaos).await?;
+    let acted = sandbox::act(&state, &path, action, chaos).await?;
     Ok(html::see_other(&acted.return_url))
 }

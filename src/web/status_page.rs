@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::db::orders::Order;
 use crate::domain::order::OrderStatus;
-use crate::error::AppError;
+use crate::error::{AppError, PageError};
 use crate::orders::return_sync;
 use crate::state::AppState;
 use crate::web::html;
@@ -50,22 +50,11 @@ pub async fn get_status_page(
     state: web::Data<AppState>,
     path: web::Path<String>,
     req: HttpRequest,
-) -> HttpResponse {
+) -> Result<HttpResponse, PageError> {
     let claims_success = url::form_urlencoded::parse(req.query_string().as_bytes())
         .any(|(k, v)| k == "redirect_status" && v == "succeeded");
-    html::respond(
-        &state.config.shop,
-        status_page(&state, &path, claims_success).await,
-    )
-}
-
-async fn status_page(
-    state: &AppState,
-    id: &str,
-    claims_success: bool,
-) -> Result<HttpResponse, AppError> {
-    let id = Uuid::parse_str(id).map_err(|_| AppError::NotFound("order"))?;
-    let order = return_sync::order_for_status_page(state, id, claims_success).await?;
+    let id = Uuid::parse_str(&path).map_err(|_| AppError::NotFound("order"))?;
+    let order = return_sync::order_for_status_page(&state, id, claims_success).await?;
     let mut conn = state.db.get().await?;
     let email = crate::db::accounts::email_of(&mut conn, order.account_id).await?;
     let pack_name = crate::db::packs::name_of(&mut conn, &order.pack_id)

@@ -47,7 +47,7 @@ pub async fn prepare(
             }
             // Not a charge the provider knows: not one of ours either.
             Err(ProviderError::NotFound | ProviderError::InvalidResponse(_)) => {}
-            Err(e) => return Err(provider_error(e)),
+            Err(e) => return Err(e.into()),
         }
         return Ok(meaning);
     }
@@ -72,7 +72,7 @@ pub async fn prepare(
         Err(ProviderError::NotFound | ProviderError::InvalidResponse(_)) => {
             FactKind::Contradiction("the provider does not know the failed refund's charge")
         }
-        Err(e) => return Err(provider_error(e)),
+        Err(e) => return Err(e.into()),
     };
     Ok(Meaning::Fact {
         fact: PaymentFact {
@@ -111,11 +111,4 @@ async fn seen_before(state: &AppState, event_id: &str) -> Result<bool, AppError>
 async fn known_charge(state: &AppState, charge: &str) -> Result<bool, AppError> {
     let conn = state.db.get().await?;
     Ok(db::charges::order_of(&conn, charge).await?.is_some())
-}
-
-fn provider_error(e: ProviderError) -> AppError {
-    match e {
-        ProviderError::Database(_) => AppError::DbUnavailable(e.into()),
-        other => AppError::Provider(other.into()),
-    }
 }

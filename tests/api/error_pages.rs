@@ -85,6 +85,13 @@ async fn browsers_get_html_error_pages_and_api_clients_get_json() {
         assert_eq!(res.status(), 404, "{id}");
         assert!(content_type(&res).starts_with("text/html"), "{id}");
     }
+    // A page's own error is a page whoever asks (the handler's PageError), with the
+    // headers that tell the client what to do.
+    let res = get(&app, "/orders/x/status", "application/json").await;
+    assert_eq!(res.status(), 404);
+    assert!(content_type(&res).starts_with("text/html"));
+    assert!(res.headers().contains_key("content-security-policy"));
+    assert!(res.text().await.unwrap().contains("<h1>Not found</h1>"));
 }
 
 #[tokio::test]
