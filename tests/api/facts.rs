@@ -5,11 +5,9 @@
 //! tables play Stripe's part for sandbox orders and are read by the checker itself.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{LazyLock, Mutex};
 
 use serde_json::Value;
-
-use crate::stripe_double::Intents;
 
 /// One fact about a PaymentIntent, as an event stated it.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,7 +34,6 @@ pub enum Fact {
 
 /// Facts by the PaymentIntent id, the order id (metadata) or `charge:<id>` they name.
 static FACTS: LazyLock<Mutex<HashMap<String, Vec<Fact>>>> = LazyLock::new(Default::default);
-static DOUBLES: LazyLock<Mutex<Vec<Weak<Mutex<Intents>>>>> = LazyLock::new(Default::default);
 
 /// Records an event Stripe made and the app accepted. Events for another mode or a
 /// Connect account, and shapes that are no Stripe object, state nothing.
@@ -120,36 +117,12 @@ pub fn about(order_id: &str, payment_intent: Option<&str>) -> Vec<Fact> {
     seen
 }
 
-/// A Stripe double keeps its record here for the checker to read.
-pub fn register_double(intents: &Arc<Mutex<Intents>>) {
-    let mut doubles = DOUBLES.lock().unwrap();
-    doubles.retain(|d| d.strong_count() > 0);
-    doubles.push(Arc::downgrade(intents));
-}
-
-fn live_doubles() -> Vec<Arc<Mutex<Intents>>> {
-    DOUBLES
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(Weak::upgrade)
-        .collect()
-}
-
 /// The PaymentIntent as a live Stripe double holds it.
 pub fn double_intent(pi: &str) -> Option<Value> {
-    live_doubles()
-        .into_iter()
-        .find_map(|d| d.lock().unwrap().objects.get(pi).cloned())
+    paidonce_testkit::stripe_double::live_intent(pi)
 }
 
 /// The refund total of the PaymentIntent's charge as a live Stripe double holds it.
 pub fn double_amount_refunded(pi: &str) -> Option<i64> {
-    live_doubles().into_iter().find_map(|d| {
-        let intents = d.lock().unwrap();
-        let charge = intents.objects.get(pi)?["latest_charge"]
-            .as_str()?
-            .to_owned();
-        intents.charges.get(&charge)?["amount_refunded"].as_i64()
-    })
+    paidonce_testkit::stripe_double::live_amount_refunded(pi)
 }

@@ -28,6 +28,9 @@ static TEMPLATE_READY: OnceCell<()> = OnceCell::const_new();
 
 /// Admin URL of the test server, given a database name.
 fn server_url(db: &str) -> String {
+    // Every test makes its database first: from then on, events a Stripe double records
+    // as made by Stripe are facts for the money checker.
+    paidonce_testkit::stripe_double::observe_events(crate::facts::record);
     let base = SERVER.get_or_init(|| {
         if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
             return url

@@ -2,7 +2,7 @@
 //! temp dir, or DATABASE_URL), a Stripe double with a configurable latency, release
 //! instances of paidonce as child processes, and the SQL that seeds and checks the data.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -12,12 +12,10 @@ use anyhow::{Context, bail};
 use diesel::sql_types::{BigInt, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use paidonce::db::embedded::{EmbeddedPostgres, Options};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
-use wiremock::matchers::{method, path, path_regex};
-use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 pub const WEBHOOK_SECRET: &str = "whsec_bench";
 pub const ADMIN_PASSWORD: &str = "bench";
@@ -396,97 +394,62 @@ pub async fn check_balances(
 
 // ---------------------------------------------------------------- Stripe double
 
-/// A Stripe API double: POST /v1/payment_intents answers a PaymentIntent after `delay`
-/// (the same Idempotency-Key gets the same intent, as at Stripe); GET answers it back.
-pub struct StripeDouble {
-    pub server: MockServer,
-}
-
-type Intents = Arc<Mutex<HashMap<String, Value>>>;
-
-struct Create {
-    intents: Intents,
-    delay: Duration,
-}
-
-impl Respond for Create {
-    fn respond(&self, req: &Request) -> ResponseTemplate {
-        let form: HashMap<String, String> = url::form_urlencoded::parse(&req.body)
-            .into_owned()
-            .collect();
-        let key = req
-            .headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .unwrap_or_else(|| Uuid::new_v4().to_string());
-        let id: String = format!("pi_double_{key}")
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect();
-        let object = json!({
-            "id": id, "object": "payment_intent",
-            "amount": form.get("amount").and_then(|a| a.parse::<i64>().ok()).unwrap_or(0),
-            "amount_capturable": 0, "amount_received": 0, "capture_method": "automatic",
-            "confirmation_method": "automatic", "created": chrono::Utc::now().timestamp(),
-            "currency": form.get("currency").cloned().unwrap_or_default(), "livemode": false,
-            "metadata": {"order_id": form.get("metadata[order_id]").cloned().unwrap_or_default()},
-            "payment_method_types": ["card"], "status": "requires_payment_method",
-            "client_secret": format!("{id}_secret_double"),
-        });
-        let object = self
-            .intents
-            .lock()
-            .map(|mut m| m.entry(id).or_insert(object).clone())
-            .unwrap_or_default();
-        ResponseTemplate::new(200)
-            .set_body_json(object)
-            .set_delay(self.delay)
-    }
-}
-
-struct Retrieve {
-    intents: Intents,
-}
-
-impl Respond for Retrieve {
-    fn respond(&self, req: &Request) -> ResponseTemplate {
-        let id = req.url.path().rsplit('/').next().unwrap_or_default();
-        match self.intents.lock().ok().and_then(|m| m.get(id).cloned()) {
-            Some(o) => ResponseTemplate::new(200).set_body_json(o),
-            None => ResponseTemplate::new(404).set_body_json(json!({"error": {
-                "type": "invalid_request_error", "code": "resource_missing", "message": "No such payment_intent"}})),
-        }
-    }
-}
-
-impl StripeDouble {
-    pub async fn start(delay: Duration) -> StripeDouble {
-        let server = MockServer::builder()
-            .disable_request_recording()
-            .start()
-            .await;
-        let intents: Intents = Arc::default();
-        Mock::given(method("POST"))
-            .and(path("/v1/payment_intents"))
-            .respond_with(Create {
-                intents: intents.clone(),
-                delay,
-            })
-            .mount(&server)
-            .await;
-        Mock::given(method("GET"))
-            .and(path_regex(r"^/v1/payment_intents/[A-Za-z0-9_]+$"))
-            .respond_with(Retrieve { intents })
-            .mount(&server)
-            .await;
-        StripeDouble { server }
-    }
-}
+/// The tests' Stripe double (the test kit), without request recording: POST
+/// /v1/payment_intents answers after the run's latency, the same Idempotency-Key gets
+/// the same intent, GET answers it back.
+pub use paidonce_testkit::stripe_double::StripeDouble;
 
 // ---------------------------------------------------------------- instances
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_paidonce");
+static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// The paidonce binary the instances run (see `find_binary`).
+pub fn bin() -> &'static std::path::Path {
+    BIN.get()
+        .map_or(std::path::Path::new("paidonce"), PathBuf::as_path)
+}
+
+/// LOAD_PAIDONCE_BIN, or paidonce's release binary built now by the cargo that runs this
+/// harness (the lab is a crate of its own: a binary of another package is no artifact
+/// of ours). Cargo prints its progress; its messages say where the binary is.
+pub fn find_binary() -> anyhow::Result<()> {
+    let path = match std::env::var_os("LOAD_PAIDONCE_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            println!("== building paidonce (release) for the instances");
+            let out = std::process::Command::new(cargo)
+                .current_dir(&root)
+                .args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "paidonce",
+                    "--bin",
+                    "paidonce",
+                    "--message-format=json-render-diagnostics",
+                ])
+                .stderr(Stdio::inherit())
+                .output()
+                .context("running cargo build for paidonce")?;
+            if !out.status.success() {
+                bail!("cargo build --release -p paidonce failed");
+            }
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "paidonce")
+                .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+                .context("cargo built no paidonce executable")?
+        }
+    };
+    if !path.is_file() {
+        bail!("no paidonce binary at {}", path.display());
+    }
+    let _ = BIN.set(path);
+    Ok(())
+}
 
 /// What an instance wrote to stderr: its log, at LOAD_RUST_LOG (default `info`, the
 /// app's own default, so the hot path pays for its log lines as in production).
@@ -524,7 +487,7 @@ pub struct Instance {
 }
 
 pub fn command(db_url: &str, stripe_base: &str, pool_size: usize) -> Command {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("DATABASE_URL", db_url)
@@ -588,7 +551,7 @@ impl Instance {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("starting {BIN}"))?;
+            .with_context(|| format!("starting {}", bin().display()))?;
         let pid = child.id().context("child pid")?;
         let log = Arc::new(Mutex::new(LogTail::default()));
         if let Some(stderr) = child.stderr.take() {

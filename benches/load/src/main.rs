@@ -1,6 +1,6 @@
-//! Load harness (issue 7): `cargo bench --bench load`.
+//! The load lab (issue 7): `cargo run --release -p paidonce-load` from the repository.
 //!
-//! Starts the release build of paidonce as child processes against a Postgres of its own
+//! Builds paidonce's release binary (or takes LOAD_PAIDONCE_BIN), starts it as child processes against a Postgres of its own
 //! (the app's embedded cluster in a temp dir, or DATABASE_URL) and a Stripe double with a
 //! configurable latency, drives real HTTP load, and measures the limit in the same run:
 //! pgbench executing the same SQL on the same database at the same client counts.
@@ -30,25 +30,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![recursion_limit = "256"]
 
-#[path = "load/catchup.rs"]
 mod catchup;
-#[path = "load/cpu.rs"]
 mod cpu;
-#[path = "load/driver.rs"]
 mod driver;
-#[path = "load/events.rs"]
 mod events;
-#[path = "load/notify.rs"]
 mod notify;
-#[path = "load/output.rs"]
 mod output;
-#[path = "load/pgbench.rs"]
 mod pgbench;
-#[path = "load/scenarios.rs"]
 mod scenarios;
-#[path = "load/spend.rs"]
 mod spend;
-#[path = "load/stack.rs"]
 mod stack;
 
 use std::fmt::Write as _;
@@ -149,10 +139,9 @@ impl Settings {
 }
 
 fn main() -> std::process::ExitCode {
-    // `cargo bench` passes --bench; `cargo test --benches` does not: then do nothing.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("load: run it with `cargo bench --bench load`");
-        return std::process::ExitCode::SUCCESS;
+    if let Err(e) = stack::find_binary() {
+        eprintln!("load: {e:#}");
+        return std::process::ExitCode::FAILURE;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -176,7 +165,7 @@ async fn run(s: Settings) -> anyhow::Result<()> {
     println!("== paidonce load harness (run {tag})");
     let db = stack::Db::open(s.pg_settings.clone()).await?;
     let mut conn = stack::connect(&db.url).await?;
-    println!("  binary: {}", stack::BIN);
+    println!("  binary: {}", stack::bin().display());
     println!(
         "  database: {} ({})",
         if db.embedded.is_some() {
@@ -201,7 +190,7 @@ async fn run(s: Settings) -> anyhow::Result<()> {
         "  migrate: {}",
         stack::migrate(&db.url).await?.replace('\n', "; ")
     );
-    let double = StripeDouble::start(s.stripe_latency).await;
+    let double = StripeDouble::quiet(s.stripe_latency).await;
     let stripe_base = double.server.uri();
     println!(
         "  stripe double: {stripe_base}, answers after {} ms",
