@@ -5,6 +5,7 @@
 pub mod retry;
 pub mod sandbox;
 pub mod stripe;
+pub mod wire;
 
 use serde_json::Value;
 

@@ -7,11 +7,11 @@ pub mod delivery;
 
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncConnection;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::db::{self, sandbox::Intent};
 use crate::error::AppError;
-use crate::payments::IntentStatus;
+use crate::payments::{IntentStatus, wire};
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,59 +205,48 @@ pub fn event(event_type: &str, intent: &Intent, created: DateTime<Utc>) -> Value
 
 /// The event envelope around any object.
 pub fn envelope(event_type: &str, object: Value, created: DateTime<Utc>) -> Value {
-    json!({
-        "id": format!("evt_sandbox_{}", crate::random::token(24)),
-        "object": "event",
-        "api_version": "2026-09-30.endive",
-        "created": created.timestamp(),
-        "livemode": false,
-        "pending_webhooks": 1,
-        "request": { "id": null, "idempotency_key": null },
-        "type": event_type,
-        "data": { "object": object },
-    })
+    let id = format!("evt_sandbox_{}", crate::random::token(24));
+    wire::Event::new(&id, event_type, &object, created.timestamp()).to_json()
 }
 
 /// A succeeded intent's one charge, as Stripe would show it (`pi_sandbox_x` → `ch_sandbox_x`).
 pub fn charge_json(intent: &Intent) -> Value {
-    json!({
-        "id": crate::payments::sandbox::charge_of_intent(&intent.id),
-        "object": "charge",
-        "amount": intent.amount,
-        "amount_captured": intent.amount,
-        "amount_refunded": intent.amount_refunded,
-        "captured": true,
-        "created": intent.created_at.timestamp(),
-        "currency": intent.currency,
-        "livemode": false,
-        "metadata": intent.metadata,
-        "paid": true,
-        "payment_intent": intent.id,
-        "refunded": intent.amount_refunded >= intent.amount,
-        "status": "succeeded",
-    })
+    let id = crate::payments::sandbox::charge_of_intent(&intent.id).unwrap_or_default();
+    let charge = wire::Charge::paying(&id, &intent_wire(intent), intent.amount_refunded);
+    serde_json::to_value(charge).unwrap_or(Value::Null)
 }
 
 pub fn intent_json(intent: &Intent) -> Value {
-    let succeeded = intent.status == IntentStatus::Succeeded;
-    json!({
-        "id": intent.id,
-        "object": "payment_intent",
-        "amount": intent.amount,
-        "amount_capturable": 0,
-        "amount_received": if succeeded { intent.amount } else { 0 },
-        "capture_method": "automatic",
-        "client_secret": intent.client_secret,
-        "confirmation_method": "automatic",
-        "created": intent.created_at.timestamp(),
-        "currency": intent.currency,
-        "latest_charge": if succeeded { crate::payments::sandbox::charge_of_intent(&intent.id) } else { None },
-        "last_payment_error": intent.last_payment_error.as_ref().map(|m| json!({
-            "type": "card_error", "code": "card_declined", "message": m
-        })),
-        "livemode": false,
-        "metadata": intent.metadata,
-        "payment_method_types": ["card"],
-        "status": intent.status.as_str(),
-    })
+    serde_json::to_value(intent_wire(intent)).unwrap_or(Value::Null)
+}
+
+/// The sandbox's intent as Stripe would show it.
+fn intent_wire(intent: &Intent) -> wire::PaymentIntent {
+    let metadata = intent
+        .metadata
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut pi = wire::PaymentIntent::new(
+        &intent.id,
+        intent.amount,
+        &intent.currency,
+        metadata,
+        intent.created_at.timestamp(),
+    );
+    pi.client_secret = Some(intent.client_secret.clone());
+    pi.status = intent.status.as_str().to_owned();
+    if intent.status == IntentStatus::Succeeded
+        && let Some(charge) = crate::payments::sandbox::charge_of_intent(&intent.id)
+    {
+        pi = pi.succeeded(&charge);
+    }
+    if let Some(message) = &intent.last_payment_error {
+        pi.last_payment_error = Some(wire::PaymentError::card_declined(message));
+    }
+    pi
 }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
+use paidonce::payments::wire::{self, Charge, PaymentIntent, Refund};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -54,14 +55,16 @@ impl Respond for CreateResponder {
             _ => {
                 let id = format!("pi_double_{}", uuid::Uuid::new_v4().simple());
                 let amount: i64 = form.get("amount").and_then(|a| a.parse().ok()).unwrap_or(0);
-                let object = json!({
-                    "id": id, "object": "payment_intent", "amount": amount, "amount_capturable": 0, "amount_received": 0,
-                    "capture_method": "automatic", "confirmation_method": "automatic", "created": 1_700_000_000,
-                    "currency": form.get("currency").cloned().unwrap_or_default(), "livemode": false,
-                    "metadata": {"order_id": form.get("metadata[order_id]").cloned().unwrap_or_default()},
-                    "payment_method_types": ["card"], "status": "requires_payment_method",
-                    "client_secret": format!("{id}_secret_double"),
-                });
+                let order_id = form.get("metadata[order_id]").cloned().unwrap_or_default();
+                let mut intent = PaymentIntent::new(
+                    &id,
+                    amount,
+                    form.get("currency").map_or("", String::as_str),
+                    wire::order_metadata(&order_id),
+                    1_700_000_000,
+                );
+                intent.client_secret = Some(format!("{id}_secret_double"));
+                let object = serde_json::to_value(intent).unwrap();
                 intents.objects.insert(id.clone(), object);
                 intents.by_key.insert(key, id.clone());
                 id
@@ -150,13 +153,21 @@ impl Respond for RefundResponder {
         let refunded = charge["amount_refunded"].as_i64().unwrap() + amount;
         charge["amount_refunded"] = json!(refunded);
         charge["refunded"] = json!(refunded == charge["amount"].as_i64().unwrap());
-        let refund = json!({
-            "id": format!("re_double_{}", uuid::Uuid::new_v4().simple()), "object": "refund",
-            "amount": amount, "charge": charge_id, "currency": charge["currency"],
-            "payment_intent": pi, "status": "succeeded",
-            "metadata": {"order_id": form.get("metadata[order_id]").cloned().unwrap_or_default()},
-            "created": 1_700_000_000,
-        });
+        let refund = serde_json::to_value(Refund {
+            id: format!("re_double_{}", uuid::Uuid::new_v4().simple()),
+            object: "refund",
+            amount,
+            charge: charge_id,
+            created: 1_700_000_000,
+            currency: charge["currency"].as_str().unwrap_or_default().to_owned(),
+            failure_reason: None,
+            metadata: wire::order_metadata(
+                form.get("metadata[order_id]").map_or("", String::as_str),
+            ),
+            payment_intent: Some(pi),
+            status: "succeeded".into(),
+        })
+        .unwrap();
         if !key.is_empty() {
             intents.refunds.insert(key, refund.clone());
         }
@@ -349,12 +360,22 @@ impl StripeDouble {
                 o["amount_received"] = o["amount"].clone();
                 let charge_id = pi.replacen("pi_", "ch_", 1);
                 o["latest_charge"] = json!(charge_id);
-                let charge = json!({
-                    "id": charge_id, "object": "charge", "amount": o["amount"], "amount_captured": o["amount"],
-                    "amount_refunded": 0, "captured": true, "currency": o["currency"], "livemode": false,
-                    "metadata": o["metadata"], "paid": true, "payment_intent": pi, "refunded": false,
-                    "status": "succeeded", "created": 1_700_000_000,
-                });
+                let metadata = o["metadata"]
+                    .as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let paid = PaymentIntent::new(
+                    pi,
+                    o["amount"].as_i64().unwrap_or_default(),
+                    o["currency"].as_str().unwrap_or_default(),
+                    metadata,
+                    1_700_000_000,
+                );
+                let charge = serde_json::to_value(Charge::paying(&charge_id, &paid, 0)).unwrap();
                 intents.charges.insert(charge_id, charge);
             }
             if status == "requires_payment_method" {
