@@ -196,6 +196,10 @@ impl StripeProvider {
                 .await;
             let error = match result {
                 Ok(value) => {
+                    // async-stripe hands an untyped answer over only as miniserde's Value
+                    // (its typed ones would refuse a leaner or newer shape, see the module
+                    // comment); one re-serialisation makes it the serde_json the readers
+                    // take. Four calls per order at most: not a hot path.
                     return serde_json::from_str(&miniserde::json::to_string(&value))
                         .map_err(|e| ProviderError::InvalidResponse(e.to_string()));
                 }

@@ -444,6 +444,10 @@ pub fn find_binary() -> anyhow::Result<()> {
                 .context("cargo built no paidonce executable")?
         }
     };
+    // The instances start in a temp dir (no stray .env): a relative path would not hold.
+    let path = path
+        .canonicalize()
+        .with_context(|| format!("no paidonce binary at {}", path.display()))?;
     if !path.is_file() {
         bail!("no paidonce binary at {}", path.display());
     }
