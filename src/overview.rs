@@ -42,10 +42,10 @@ impl Overview {
             .map_or(0, |(_, n)| *n)
     }
 
-    pub fn outcome_count(&self, outcome: &str) -> i64 {
+    pub fn outcome_count(&self, outcome: crate::webhook::Outcome) -> i64 {
         self.outcomes
             .iter()
-            .find(|(o, _)| o.as_deref() == Some(outcome))
+            .find(|(o, _)| o.as_deref() == Some(outcome.as_str()))
             .map_or(0, |(_, n)| *n)
     }
 }

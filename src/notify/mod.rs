@@ -28,9 +28,9 @@ crate::text_enum! {
     pub enum NotificationState {
         /// Not delivered yet: due now, waiting for a retry, or for an earlier one.
         Pending => "pending",
-        Delivered => "delivered",
         /// Retried for 3 days without a 2xx; only an operator's redeliver sends it again.
         Failed => "failed",
+        Delivered => "delivered",
     }
 }
 

@@ -80,7 +80,7 @@ pub async fn get_dashboard(
         total_orders: o.counts.iter().map(|(_, n)| n).sum(),
         granted: o.granted,
         revoked: o.revoked,
-        mismatched_events: o.outcome_count("mismatch"),
+        mismatched_events: o.outcome_count(crate::webhook::Outcome::Mismatch),
         outcomes: o
             .outcomes
             .iter()
