@@ -80,14 +80,6 @@ impl PaymentIntent {
         self.last_payment_error = None;
         self
     }
-
-    /// Declined: back to `requires_payment_method`, with the card error.
-    pub fn declined(mut self, message: &str) -> Self {
-        self.status = super::IntentStatus::RequiresPaymentMethod.as_str().into();
-        self.amount_received = 0;
-        self.last_payment_error = Some(PaymentError::card_declined(message));
-        self
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -249,7 +241,8 @@ mod tests {
             ),
             ("succeeded", Some(500), Some("ch_1"))
         );
-        let declined = PaymentIntent::new("pi_2", 500, "usd", Metadata::new(), 1).declined("no");
+        let mut declined = PaymentIntent::new("pi_2", 500, "usd", Metadata::new(), 1);
+        declined.last_payment_error = Some(PaymentError::card_declined("no"));
         let read = IntentSnapshot::from_json(&serde_json::to_value(&declined).unwrap()).unwrap();
         assert!(read.has_payment_error);
         let event = Event::new("evt_1", "payment_intent.succeeded", &pi, 2).to_json();
