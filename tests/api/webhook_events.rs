@@ -489,3 +489,47 @@ async fn admin_api_needs_the_password() {
         .unwrap();
     assert_eq!(res.status(), 401);
 }
+
+/// The money checker itself: a grant written while the order is in review is caught,
+/// even with the provider's record saying paid, and even though the grant comes after
+/// the review by any clock (the check reads the grant's own transaction).
+#[tokio::test]
+async fn the_checker_catches_a_grant_made_while_in_review() {
+    let app = spawn_app().await;
+    let order = app.create_order(&unique_email(), "starter").await;
+    let mut event = succeeded(&new_event_id(), &order);
+    event["data"]["object"]["amount_received"] = json!(499);
+    assert_eq!(app.deliver(&event).await, (200, "mismatch".into()));
+    app.assert_money_invariant().await;
+
+    // What a bug granting in review would leave: the provider paid, a grant, no paid move.
+    let (id, pi) = (
+        order["id"].as_str().unwrap().to_owned(),
+        order["payment_intent_id"].as_str().unwrap().to_owned(),
+    );
+    let mut conn = app.db.conn().await;
+    for sql in [
+        format!("UPDATE sandbox_payment_intents SET status = 'succeeded' WHERE id = '{pi}'"),
+        format!("UPDATE orders SET paid_at = now() WHERE id = '{id}'"),
+        format!(
+            "INSERT INTO ledger (account_id, order_id, kind, delta, refund_total, cause) \
+             SELECT account_id, id, 'grant', credits, 0, 'planted' FROM orders WHERE id = '{id}'"
+        ),
+    ] {
+        diesel_async::RunQueryDsl::execute(diesel::sql_query(sql), &mut conn)
+            .await
+            .unwrap();
+    }
+    let db = app.db.clone();
+    let checked = tokio::spawn(async move { assert_money_invariant(&db).await }).await;
+    let panic = checked.expect_err("the checker must refuse a grant made in review");
+    let message = panic
+        .into_panic()
+        .downcast::<String>()
+        .map(|m| *m)
+        .unwrap_or_default();
+    assert!(
+        message.contains("credits granted while in review"),
+        "{message}"
+    );
+}
