@@ -17,14 +17,16 @@
 //! LOAD_STORM_COPIES [10], LOAD_STORM_CONCURRENCY [64]; LOAD_CREATE_CONCURRENCY [64],
 //! LOAD_CREATE_SECS [15], LOAD_CREATE_IDEMPOTENCY [1], LOAD_STRIPE_LATENCY_MS [300];
 //! LOAD_POLL_CONCURRENCY [32], LOAD_POLL_SECS [10]; LOAD_CATCHUP_EVENTS [10000]; LOAD_SPENDS [5000],
-//! LOAD_SPEND_CONCURRENCY [32]; LOAD_NOTIFY_EVENTS [2000], LOAD_NOTIFY_CONCURRENCY [32]; LOAD_POOL_SIZE [10] per instance;
+//! LOAD_SPEND_CONCURRENCY [32]; LOAD_NOTIFY_EVENTS [2000], LOAD_NOTIFY_CONCURRENCY [32],
+//! LOAD_NOTIFY_DELIVER [1] (0: the outbox is written but nothing sent); LOAD_POOL_SIZE [10] per instance;
 //! LOAD_PGBENCH_TXNS [10000] per webhook run, LOAD_PGBENCH_SECS [8] for select-only;
 //! LOAD_SCENARIO_SECS [30] cap per closed-loop scenario; LOAD_PG_SETTINGS
 //! (`name=value,…` for the embedded server, after the harness's max_connections=300,
 //! track_wal_io_timing=on, track_io_timing=on); LOAD_DATA_DIR (keep the cluster there);
 //! LOAD_PGBENCH (path); DATABASE_URL (use that database instead); LOAD_SCENARIOS
 //! [unique,half,storm,create,poll,catchup,spend,notify] a subset to run while profiling (half needs unique,
-//! poll polls the orders the webhook scenarios made); LOAD_RUST_LOG [info] the instances'
+//! poll polls the orders the webhook scenarios made); LOAD_PAIDONCE_BIN (run that binary
+//! instead of building paidonce's release one); LOAD_RUST_LOG [info] the instances'
 //! log filter (the app's default).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
