@@ -21,6 +21,18 @@ pub const API_VERSION: &str = "2026-09-30.endive";
 
 pub type Metadata = BTreeMap<String, String>;
 
+/// The string entries of a JSON `metadata` object (anything else is not metadata).
+pub fn metadata_from(value: &Value) -> Metadata {
+    value
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// `metadata` naming the order, as paidonce sets it on everything it creates.
 pub fn order_metadata(order_id: &str) -> Metadata {
     BTreeMap::from([("order_id".to_owned(), order_id.to_owned())])

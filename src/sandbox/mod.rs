@@ -222,20 +222,11 @@ pub fn intent_json(intent: &Intent) -> Value {
 
 /// The sandbox's intent as Stripe would show it.
 fn intent_wire(intent: &Intent) -> wire::PaymentIntent {
-    let metadata = intent
-        .metadata
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default();
     let mut pi = wire::PaymentIntent::new(
         &intent.id,
         intent.amount,
         &intent.currency,
-        metadata,
+        wire::metadata_from(&intent.metadata),
         intent.created_at.timestamp(),
     );
     pi.client_secret = Some(intent.client_secret.clone());

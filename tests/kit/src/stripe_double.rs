@@ -360,19 +360,11 @@ impl StripeDouble {
                 o["amount_received"] = o["amount"].clone();
                 let charge_id = pi.replacen("pi_", "ch_", 1);
                 o["latest_charge"] = json!(charge_id);
-                let metadata = o["metadata"]
-                    .as_object()
-                    .map(|m| {
-                        m.iter()
-                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                            .collect()
-                    })
-                    .unwrap_or_default();
                 let paid = PaymentIntent::new(
                     pi,
                     o["amount"].as_i64().unwrap_or_default(),
                     o["currency"].as_str().unwrap_or_default(),
-                    metadata,
+                    wire::metadata_from(&o["metadata"]),
                     1_700_000_000,
                 );
                 let charge = serde_json::to_value(Charge::paying(&charge_id, &paid, 0)).unwrap();
