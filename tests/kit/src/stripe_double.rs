@@ -33,6 +33,20 @@ pub struct StripeDouble {
     retrieve_delay: Arc<Mutex<Duration>>,
 }
 
+/// A POST's form body, and its Idempotency-Key ("" without one).
+fn form_and_key(req: &Request) -> (HashMap<String, String>, String) {
+    let form = url::form_urlencoded::parse(&req.body)
+        .into_owned()
+        .collect();
+    let key = req
+        .headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (form, key)
+}
+
 struct CreateResponder {
     intents: Arc<Mutex<Intents>>,
     delay: Duration,
@@ -40,15 +54,7 @@ struct CreateResponder {
 
 impl Respond for CreateResponder {
     fn respond(&self, req: &Request) -> ResponseTemplate {
-        let form: HashMap<String, String> = url::form_urlencoded::parse(&req.body)
-            .into_owned()
-            .collect();
-        let key = req
-            .headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let (form, key) = form_and_key(req);
         let mut intents = self.intents.lock().unwrap();
         let id = match intents.by_key.get(&key) {
             Some(id) if !key.is_empty() => id.clone(),
@@ -116,15 +122,7 @@ fn invalid_request(message: &str) -> ResponseTemplate {
 
 impl Respond for RefundResponder {
     fn respond(&self, req: &Request) -> ResponseTemplate {
-        let form: HashMap<String, String> = url::form_urlencoded::parse(&req.body)
-            .into_owned()
-            .collect();
-        let key = req
-            .headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
+        let (form, key) = form_and_key(req);
         let mut guard = self.intents.lock().unwrap();
         let intents = &mut *guard;
         if let Some(done) = intents.refunds.get(&key) {
