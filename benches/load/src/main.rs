@@ -39,6 +39,7 @@ mod events;
 mod notify;
 mod output;
 mod pgbench;
+mod receiver;
 mod scenarios;
 mod spend;
 mod stack;

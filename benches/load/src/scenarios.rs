@@ -183,7 +183,7 @@ impl Bench {
             ("stride", per_client.to_string()),
             ("i", "0".to_owned()),
             ("payload", self.payload.clone()),
-            ("accounts", stack::ACCOUNTS.to_string()),
+            ("accounts", stack::accounts().to_string()),
             ("credits", self.pack.credits.to_string()),
             ("account_prefix", format!("{}:acct:", self.tag)),
         ]

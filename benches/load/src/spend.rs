@@ -21,7 +21,7 @@ fn script(tag: &str, set: &str, hot: bool) -> String {
     let pick = if hot {
         "\\set k 0\n".to_owned()
     } else {
-        format!("\\set k random(0, {})\n", stack::ACCOUNTS - 1)
+        format!("\\set k random(0, {})\n", stack::accounts() - 1)
     };
     let key = format!("('pgb-{tag}-{set}-' || :n::text)");
     format!(
@@ -47,7 +47,7 @@ impl Bench {
             "\n== spend: {n} spends of 1 credit at c={c}, many accounts then one hot account, instance A"
         );
         // Credits to spend: one paid order per account, a grant big enough for every run.
-        stack::seed_orders(&mut self.conn, &self.tag, "spendseed", stack::ACCOUNTS).await?;
+        stack::seed_orders(&mut self.conn, &self.tag, "spendseed", stack::accounts()).await?;
         stack::exec(
             &mut self.conn,
             &format!(
@@ -76,7 +76,7 @@ impl Bench {
             let (base, tag, key) = (self.a.base.clone(), self.tag.clone(), key.clone());
             let client = self.client.clone();
             let make: MakeRequest = Arc::new(move |i| {
-                let k = if hot { 0 } else { i % stack::ACCOUNTS };
+                let k = if hot { 0 } else { i % stack::accounts() };
                 client
                     .post(format!(
                         "{base}/api/v1/accounts/load-{tag}-{k}@bench.example/spends"

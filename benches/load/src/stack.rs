@@ -20,7 +20,13 @@ use uuid::Uuid;
 pub const WEBHOOK_SECRET: &str = "whsec_bench";
 pub const ADMIN_PASSWORD: &str = "bench";
 /// Accounts the seeded orders are spread over (balances are checked per account).
-pub const ACCOUNTS: usize = 50;
+/// Accounts the run's orders are spread over: LOAD_ACCOUNTS [50]. Fifty makes two
+/// concurrent changes to one account common (a hot shop's regulars); thousands is a
+/// shop whose shoppers rarely pay at the same moment.
+pub fn accounts() -> usize {
+    static N: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *N.get_or_init(|| crate::env_or("LOAD_ACCOUNTS", 50).max(1))
+}
 
 // ---------------------------------------------------------------- database
 
@@ -193,7 +199,7 @@ pub async fn seed_accounts(conn: &mut AsyncPgConnection, tag: &str) -> anyhow::R
         "INSERT INTO accounts (id, email) \
          SELECT md5('{tag}:acct:' || k)::uuid, 'load-{tag}-' || k || '@bench.example' \
          FROM generate_series(0, {last}) k",
-        last = ACCOUNTS - 1
+        last = accounts() - 1
     ))
     .await?;
     Ok(())
@@ -219,13 +225,14 @@ pub async fn seed_orders(
     let sql = format!(
         "WITH o AS ( \
            INSERT INTO orders (id, account_id, pack_id, credits, amount, currency, provider_key, payment_intent_id, client_secret) \
-           SELECT gen_random_uuid(), md5('{tag}:acct:' || (g % {ACCOUNTS}))::uuid, p.id, p.credits, p.amount, p.currency, \
+           SELECT gen_random_uuid(), md5('{tag}:acct:' || (g % {accounts}))::uuid, p.id, p.credits, p.amount, p.currency, \
                   'bench-{tag}-{set}-' || g, 'pi_bench_{tag}_{set}_' || g, 'pi_bench_{tag}_{set}_' || g || '_secret_bench' \
            FROM generate_series(1, {n}) g, packs p WHERE p.id = 'starter' \
            RETURNING id, payment_intent_id), \
          t AS (INSERT INTO order_transitions (order_id, from_status, to_status, cause) \
                SELECT id, NULL, 'pending', 'created' FROM o) \
-         SELECT id, payment_intent_id FROM o"
+         SELECT id, payment_intent_id FROM o",
+        accounts = accounts()
     );
     let rows: Vec<Seeded> = diesel::sql_query(sql).load(conn).await?;
     if rows.len() != n {
@@ -245,14 +252,15 @@ pub async fn seed_pgbench_orders(
     conn.batch_execute(&format!(
         "WITH o AS ( \
            INSERT INTO orders (id, account_id, pack_id, credits, amount, currency, provider_key, payment_intent_id, client_secret) \
-           SELECT md5('pgb_{tag}_{set}_' || g)::uuid, md5('{tag}:acct:' || (g % {ACCOUNTS}))::uuid, p.id, p.credits, p.amount, p.currency, \
+           SELECT md5('pgb_{tag}_{set}_' || g)::uuid, md5('{tag}:acct:' || (g % {accounts}))::uuid, p.id, p.credits, p.amount, p.currency, \
                   'pgb-{tag}-{set}-' || g, 'pi_pgb_{tag}_{set}_' || g, 'pi_pgb_{tag}_{set}_' || g || '_secret_bench' \
            FROM generate_series(0, {last}) g, packs p WHERE p.id = 'starter' \
            RETURNING id) \
          INSERT INTO order_transitions (order_id, from_status, to_status, cause) \
          SELECT id, NULL, 'pending', 'created' FROM o; \
          ANALYZE orders; ANALYZE order_transitions; ANALYZE ledger; ANALYZE webhook_events",
-        last = n - 1
+        last = n - 1,
+        accounts = accounts()
     ))
     .await?;
     Ok(())
