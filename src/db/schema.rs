@@ -221,7 +221,7 @@ diesel::table! {
 }
 
 diesel::table! {
-    notifications (account_id, account_seq) {
+    notifications (id) {
         id -> Text,
         account_id -> Uuid,
         account_seq -> Int8,

@@ -294,6 +294,60 @@ async fn a_receiver_that_fails_for_a_while_gets_everything_after_in_order() {
     assert!(rows[1..].iter().all(|r| r.attempts == 1));
 }
 
+/// One account's notifications are claimed together and sent one after the other; when
+/// one in the middle is refused, the ones behind it go back untried and wait for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refusal_in_the_middle_of_a_run_holds_back_the_rest_of_it() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::body_partial_json(
+            json!({"data": {"sequence": 2}}),
+        ))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let app = spawn_notifying(None, &server).await;
+    let email = unique_email();
+    let orders: Vec<Value> = join_all((0..3).map(|_| app.create_order(&email, "starter"))).await;
+    let events: Vec<Value> = orders
+        .iter()
+        .map(|order| succeeded(&new_event_id(), order))
+        .collect();
+    join_all(events.iter().map(|event| app.deliver(event)))
+        .await
+        .into_iter()
+        .for_each(|(status, _)| assert_eq!(status, 200));
+    // Six notifications and the one refused try.
+    let all = wait_for(&server, 7, Duration::from_secs(30)).await;
+    let seqs: Vec<i64> = all
+        .iter()
+        .map(|n| n["data"]["sequence"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        vec![1, 2, 2, 3, 4, 5, 6],
+        "nothing behind the refused one was sent before it was delivered"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let attempts = count(
+        &app.db,
+        "SELECT count(*) AS n FROM notifications \
+         WHERE state = 'delivered' AND attempts = CASE account_seq WHEN 2 THEN 2 ELSE 1 END",
+    )
+    .await;
+    assert_eq!(
+        attempts, 6,
+        "an untried notification handed back keeps its count of tries"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_receiver_that_hangs_never_slows_webhooks_or_checkout() {
     let server = receiver(ResponseTemplate::new(200).set_delay(Duration::from_secs(60))).await;
