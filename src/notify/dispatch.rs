@@ -33,8 +33,9 @@ const BATCH: i64 = 64;
 /// writes one to three (a paid order: its status and its grant), so one claim usually
 /// takes all of them instead of one claim and one finish per notification.
 const RUN: i64 = 8;
-/// Longer than a whole run can take, so a lease never runs out under a live send.
-const LEASE: Duration = Duration::from_secs(SEND_TIMEOUT.as_secs() * (RUN as u64 + 2));
+/// Longer than a run can take (no send starts after SEND_TIMEOUT into a run, and each
+/// takes at most SEND_TIMEOUT), so a lease never runs out under a live send.
+const LEASE: Duration = Duration::from_secs(30);
 /// How often an idle dispatcher looks for work.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 /// At most this much of an answer is read, and this much of it kept for the operator.
@@ -143,15 +144,18 @@ fn runs(mut claimed: Vec<Claimed>) -> Vec<Vec<Claimed>> {
     runs
 }
 
-/// Sends one account's run in order. After the first that is not delivered (or once
-/// the stop is given) the rest are left untried, `None`, for `finish` to release: a
-/// later notification never overtakes an earlier one.
+/// Sends one account's run in order. After the first that is not delivered, once the
+/// stop is given, or once the run has taken SEND_TIMEOUT (a slow receiver must not keep
+/// the rest of the batch, other accounts included, from being recorded and claimed
+/// again) the rest are left untried, `None`, for `finish` to release: a later
+/// notification never overtakes an earlier one.
 async fn send_run(
     client: &reqwest::Client,
     target: &MerchantWebhook,
     run: Vec<Claimed>,
     stop: watch::Receiver<bool>,
 ) -> Vec<(Claimed, Option<Attempt>)> {
+    let started = std::time::Instant::now();
     let mut tried = Vec::with_capacity(run.len());
     let mut go_on = true;
     for n in run {
@@ -160,7 +164,8 @@ async fn send_run(
         } else {
             None
         };
-        go_on = matches!(attempt, Some(Attempt::Delivered { .. }));
+        go_on =
+            matches!(attempt, Some(Attempt::Delivered { .. })) && started.elapsed() < SEND_TIMEOUT;
         tried.push((n, attempt));
     }
     tried

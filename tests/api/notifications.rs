@@ -43,6 +43,18 @@ async fn receiver(answer: ResponseTemplate) -> MockServer {
     server
 }
 
+/// A receiver that answers as `refusal` says while it matches, and 200 otherwise.
+async fn receiver_refusing_first(refusal: Mock) -> MockServer {
+    let server = MockServer::start().await;
+    refusal.with_priority(1).mount(&server).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    server
+}
+
 fn settings(server: &MockServer) -> Vec<(&'static str, String)> {
     vec![
         ("MERCHANT_WEBHOOK_URL", format!("{}/paidonce", server.uri())),
@@ -240,19 +252,13 @@ async fn a_racing_storm_on_two_instances_announces_every_change_once_signed_and_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_receiver_that_fails_for_a_while_gets_everything_after_in_order() {
-    let server = MockServer::start().await;
     // Down for the first four tries, then up.
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(503).set_body_string("maintenance"))
-        .up_to_n_times(4)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .with_priority(2)
-        .mount(&server)
-        .await;
+    let server = receiver_refusing_first(
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(503).set_body_string("maintenance"))
+            .up_to_n_times(4),
+    )
+    .await;
     let app = spawn_notifying(None, &server).await;
     let email = unique_email();
     let orders: Vec<Value> = join_all((0..3).map(|_| app.create_order(&email, "starter"))).await;
@@ -298,21 +304,15 @@ async fn a_receiver_that_fails_for_a_while_gets_everything_after_in_order() {
 /// one in the middle is refused, the ones behind it go back untried and wait for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_refusal_in_the_middle_of_a_run_holds_back_the_rest_of_it() {
-    let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(wiremock::matchers::body_partial_json(
-            json!({"data": {"sequence": 2}}),
-        ))
-        .respond_with(ResponseTemplate::new(500))
-        .up_to_n_times(1)
-        .with_priority(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .with_priority(2)
-        .mount(&server)
-        .await;
+    let server = receiver_refusing_first(
+        Mock::given(method("POST"))
+            .and(wiremock::matchers::body_partial_json(
+                json!({"data": {"sequence": 2}}),
+            ))
+            .respond_with(ResponseTemplate::new(500))
+            .up_to_n_times(1),
+    )
+    .await;
     let app = spawn_notifying(None, &server).await;
     let email = unique_email();
     let orders: Vec<Value> = join_all((0..3).map(|_| app.create_order(&email, "starter"))).await;
