@@ -1,7 +1,8 @@
-//! Where the CPU went during a scenario, from /proc: this harness (the HTTP client, plus
-//! pgbench once it has exited and been reaped), each paidonce instance, the Postgres
-//! cluster (postmaster, its live children, and the children it already reaped), and the
-//! rest of the machine (anything else running: other builds make numbers noisy).
+//! Where the CPU went during a scenario, from /proc: this harness (the HTTP client, the
+//! notification receiver, and pgbench once it has exited and been reaped), each paidonce
+//! instance, the Postgres cluster (postmaster, its live children, and the children it
+//! already reaped), and the rest of the machine (anything else running: other builds make
+//! numbers noisy).
 
 use std::time::Instant;
 
@@ -53,6 +54,7 @@ pub struct Snapshot {
     reaped: u64,
     a: u64,
     b: u64,
+    c: u64,
     postgres: u64,
     busy: u64,
     total: u64,
@@ -63,6 +65,8 @@ pub struct Snapshot {
 pub struct Meter {
     pub a: u32,
     pub b: u32,
+    /// A third instance while a scenario runs one (the notification scenario's C), else 0.
+    pub c: u32,
     /// 0 when the database is not a local cluster we can see.
     pub postmaster: u32,
 }
@@ -98,6 +102,7 @@ impl Meter {
             reaped: me.2,
             a: proc_ticks(self.a),
             b: proc_ticks(self.b),
+            c: if self.c == 0 { 0 } else { proc_ticks(self.c) },
             postgres,
             busy,
             total,
@@ -113,6 +118,7 @@ pub struct Usage {
     pub pgbench: f64,
     pub a: f64,
     pub b: f64,
+    pub c: f64,
     pub postgres: f64,
     pub other: f64,
     pub busy: f64,
@@ -128,6 +134,7 @@ impl Usage {
         let pgbench = cores(y.reaped.saturating_sub(x.reaped));
         let a = cores(y.a.saturating_sub(x.a));
         let b = cores(y.b.saturating_sub(x.b));
+        let c = cores(y.c.saturating_sub(x.c));
         let postgres = cores(y.postgres.saturating_sub(x.postgres));
         let busy = cores(y.busy.saturating_sub(x.busy));
         let n = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
@@ -138,8 +145,9 @@ impl Usage {
             pgbench,
             a,
             b,
+            c,
             postgres,
-            other: (busy - harness - pgbench - a - b - postgres).max(0.0),
+            other: (busy - harness - pgbench - a - b - c - postgres).max(0.0),
             busy,
             cores: if machine_cores > 0.5 {
                 machine_cores
@@ -149,12 +157,12 @@ impl Usage {
         }
     }
 
-    /// CPU milliseconds of paidonce (both instances) per request.
+    /// CPU milliseconds of paidonce (every instance) per request.
     pub fn app_ms_per(&self, requests: usize) -> f64 {
         if requests == 0 {
             return 0.0;
         }
-        (self.a + self.b) * self.secs * 1000.0 / requests as f64
+        (self.a + self.b + self.c) * self.secs * 1000.0 / requests as f64
     }
 
     pub fn pg_ms_per(&self, requests: usize) -> f64 {
@@ -175,6 +183,9 @@ impl Usage {
         if self.b > 0.005 {
             parts.push(format!("paidonce B {:.2}", self.b));
         }
+        if self.c > 0.005 {
+            parts.push(format!("paidonce C {:.2}", self.c));
+        }
         parts.push(format!("postgres {:.2}", self.postgres));
         parts.push(format!("other {:.2}", self.other));
         format!(
@@ -190,7 +201,7 @@ impl Usage {
         format!(
             "cpu c{:.1}/app{:.1}/pg{:.1}/oth{:.1}",
             self.harness + self.pgbench,
-            self.a + self.b,
+            self.a + self.b + self.c,
             self.postgres,
             self.other
         )

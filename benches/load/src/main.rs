@@ -212,6 +212,7 @@ async fn run(s: Settings) -> anyhow::Result<()> {
     let meter = cpu::Meter {
         a: a.pid,
         b: b.pid,
+        c: 0,
         postmaster: cpu::postmaster_of(backend).unwrap_or(0),
     };
     let pgbench_bin = pgbench::find();
