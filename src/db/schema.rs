@@ -226,7 +226,6 @@ diesel::table! {
         account_id -> Uuid,
         account_seq -> Int8,
         kind -> Text,
-        body -> Text,
         state -> Text,
         attempts -> Int4,
         created_at -> Timestamptz,
@@ -237,6 +236,11 @@ diesel::table! {
         last_status -> Nullable<Int4>,
         last_answer -> Nullable<Text>,
         delivered_at -> Nullable<Timestamptz>,
+        order_id -> Nullable<Uuid>,
+        spend_id -> Nullable<Uuid>,
+        status -> Nullable<Text>,
+        delta -> Int8,
+        balance -> Int8,
     }
 }
 

@@ -77,9 +77,9 @@ pub struct Note {
 /// order is commit order) and reads the balance from that locked row, which the
 /// ledger's trigger keeps (migration `running_balance`); under READ COMMITTED an UPDATE
 /// that waited for the lock works on the row as the other transaction committed it, so
-/// the balance includes every change numbered before. The body is built there once and
-/// kept as text: every retry sends (and signs) the same bytes, so the receiver can
-/// deduplicate by `id`.
+/// the balance includes every change numbered before. The row keeps the fields; the
+/// dispatcher renders the body from them (`Payload`), the same bytes on every try, so
+/// the receiver can deduplicate by `id`.
 pub async fn record(
     mut conn: &AsyncPgConnection,
     outbox: Outbox,
@@ -125,22 +125,92 @@ pub async fn record(
 const RECORD_SQL: &str = "\
 WITH a AS (
     UPDATE accounts SET notify_seq = notify_seq + cardinality($2::text[]) WHERE id = $1
-    RETURNING notify_seq - cardinality($2::text[]) AS base, email, balance
+    RETURNING notify_seq - cardinality($2::text[]) AS base, balance
 )
-INSERT INTO notifications (id, account_id, account_seq, kind, body)
-SELECT n.id, $1, a.base + n.ord, n.kind,
-       jsonb_build_object(
-           'id', n.id, 'type', n.kind, 'created', extract(epoch FROM now())::bigint,
-           'data', jsonb_build_object(
-               'order_id', n.order_id, 'spend_id', n.spend_id, 'email', a.email,
-               'status', n.status, 'delta', n.delta, 'balance', a.balance,
-               'sequence', a.base + n.ord))::text
+INSERT INTO notifications
+    (id, account_id, account_seq, kind, order_id, spend_id, status, delta, balance)
+SELECT n.id, $1, a.base + n.ord, n.kind, n.order_id, n.spend_id, n.status, n.delta, a.balance
 FROM a, unnest($2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::text[], $7::bigint[])
      WITH ORDINALITY AS n(id, kind, order_id, spend_id, status, delta, ord)";
+
+/// What the merchant receives (SPEC §9), rendered from an outbox row. The field order
+/// is fixed here, so one row renders to the same bytes on every try.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload<'a> {
+    pub id: &'a str,
+    pub kind: NotificationKind,
+    /// Unix seconds: when the change committed (its transaction's time).
+    pub created: i64,
+    pub order_id: Option<Uuid>,
+    pub spend_id: Option<Uuid>,
+    pub email: &'a str,
+    pub status: Option<OrderStatus>,
+    pub delta: i64,
+    pub balance: i64,
+    pub sequence: i64,
+}
+
+impl Payload<'_> {
+    /// `{"id", "type", "created", "data": {"order_id", "spend_id", "email", "status",
+    /// "delta", "balance", "sequence"}}`, compact. Strings go through serde_json's
+    /// escaping; written out by hand because that cannot fail (serialising a struct
+    /// returns a Result for errors these plain fields cannot have).
+    pub fn render(&self) -> String {
+        fn text(v: &str) -> String {
+            serde_json::Value::from(v).to_string()
+        }
+        fn nullable(v: Option<String>) -> String {
+            v.map_or_else(|| "null".to_owned(), |v| text(&v))
+        }
+        format!(
+            r#"{{"id":{},"type":{},"created":{},"data":{{"order_id":{},"spend_id":{},"email":{},"status":{},"delta":{},"balance":{},"sequence":{}}}}}"#,
+            text(self.id),
+            text(self.kind.as_str()),
+            self.created,
+            nullable(self.order_id.map(|u| u.hyphenated().to_string())),
+            nullable(self.spend_id.map(|u| u.hyphenated().to_string())),
+            text(self.email),
+            nullable(self.status.map(|s| s.as_str().to_owned())),
+            self.delta,
+            self.balance,
+            self.sequence,
+        )
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_payload_renders_as_spec_json_with_its_strings_escaped() {
+        let order = Uuid::parse_str("0b0e8a58-7a3c-4a51-9d3f-6a1f4c2f9e10").unwrap();
+        let p = Payload {
+            id: "ntf_1",
+            kind: NotificationKind::Granted,
+            created: 1_764_720_000,
+            order_id: Some(order),
+            spend_id: None,
+            email: "o\"brien\\x@example.com",
+            status: Some(OrderStatus::Paid),
+            delta: 100,
+            balance: -5,
+            sequence: 7,
+        };
+        let body = p.render();
+        assert_eq!(body, p.render(), "the same bytes on every try");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "id": "ntf_1", "type": "credits.granted", "created": 1_764_720_000,
+                "data": {"order_id": order.to_string(), "spend_id": null,
+                         "email": "o\"brien\\x@example.com", "status": "paid",
+                         "delta": 100, "balance": -5, "sequence": 7}
+            })
+        );
+        assert!(body.starts_with(r#"{"id":"ntf_1","type":"credits.granted","#));
+    }
 
     #[test]
     fn ledger_rows_map_to_their_announcement() {
