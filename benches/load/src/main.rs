@@ -7,31 +7,35 @@
 //! Scenarios: unique webhooks at several concurrencies, the same at half of the peak rate
 //! (open loop: evenly spaced, then Poisson arrivals next to pgbench -R at that rate), a
 //! duplicate storm across two instances, order creation against a slow provider, order
-//! polling, one event catch-up pass over thousands of listed events, and credit spends.
-//! Everything listens on 127.0.0.1 only. Targets are
+//! polling, one event catch-up pass over thousands of listed events, credit spends,
+//! webhooks with notifications on against off, and a notification backlog delivered once
+//! the merchant's receiver is back. Everything listens on 127.0.0.1 only. Targets are
 //! reported, never asserted; the run fails only if it cannot run.
 //!
 //! Settings (environment, defaults in brackets): LOAD_ORDERS [5000] orders per unique
-//! level; LOAD_CONCURRENCY [8,32,64]; LOAD_HALF_SECS [10] measured after LOAD_HALF_WARMUP_SECS
-//! [2] at the same rate; LOAD_STORM_EVENTS [1000],
-//! LOAD_STORM_COPIES [10], LOAD_STORM_CONCURRENCY [64]; LOAD_CREATE_CONCURRENCY [64],
-//! LOAD_CREATE_SECS [15], LOAD_CREATE_IDEMPOTENCY [1], LOAD_STRIPE_LATENCY_MS [300];
-//! LOAD_POLL_CONCURRENCY [32], LOAD_POLL_SECS [10]; LOAD_CATCHUP_EVENTS [10000]; LOAD_SPENDS [5000],
-//! LOAD_SPEND_CONCURRENCY [32]; LOAD_NOTIFY_EVENTS [2000], LOAD_NOTIFY_CONCURRENCY [32],
-//! LOAD_NOTIFY_DELIVER [1] (0: the outbox is written but nothing sent); LOAD_POOL_SIZE [10] per instance;
-//! LOAD_PGBENCH_TXNS [10000] per webhook run, LOAD_PGBENCH_SECS [8] for select-only;
-//! LOAD_SCENARIO_SECS [30] cap per closed-loop scenario; LOAD_PG_SETTINGS
-//! (`name=value,…` for the embedded server, after the harness's max_connections=300,
-//! track_wal_io_timing=on, track_io_timing=on); LOAD_DATA_DIR (keep the cluster there);
-//! LOAD_PGBENCH (path); DATABASE_URL (use that database instead); LOAD_SCENARIOS
-//! [unique,half,storm,create,poll,catchup,spend,notify] a subset to run while profiling (half needs unique,
-//! poll polls the orders the webhook scenarios made); LOAD_PAIDONCE_BIN (run that binary
-//! instead of building paidonce's release one); LOAD_RUST_LOG [info] the instances'
-//! log filter (the app's default).
+//! level; LOAD_CONCURRENCY [8,32,64]; LOAD_HALF_SECS [10] measured after
+//! LOAD_HALF_WARMUP_SECS [2] at the same rate; LOAD_STORM_EVENTS [1000], LOAD_STORM_COPIES
+//! [10], LOAD_STORM_CONCURRENCY [64]; LOAD_CREATE_CONCURRENCY [64], LOAD_CREATE_SECS [15],
+//! LOAD_CREATE_IDEMPOTENCY [1], LOAD_STRIPE_LATENCY_MS [300]; LOAD_POLL_CONCURRENCY [32],
+//! LOAD_POLL_SECS [10]; LOAD_CATCHUP_EVENTS [10000]; LOAD_SPENDS [5000],
+//! LOAD_SPEND_CONCURRENCY [32]; LOAD_NOTIFY_EVENTS [4000] per round, LOAD_NOTIFY_ROUNDS [6],
+//! LOAD_NOTIFY_CONCURRENCY [32], LOAD_NOTIFY_DELIVER [1] (0: the outbox is written but
+//! nothing sent); LOAD_BACKLOG_EVENTS [10000]; LOAD_ACCOUNTS [50] the orders are spread
+//! over; LOAD_POOL_SIZE [10] per instance; LOAD_PGBENCH_TXNS [10000] per webhook run,
+//! LOAD_PGBENCH_SECS [8] for select-only; LOAD_SCENARIO_SECS [30] cap per closed-loop
+//! scenario; LOAD_PG_SETTINGS (`name=value,…` for the embedded server, after the
+//! harness's max_connections=300, track_wal_io_timing=on, track_io_timing=on);
+//! LOAD_DATA_DIR (keep the cluster there); LOAD_PGBENCH (path); DATABASE_URL (use that
+//! database instead); LOAD_SCENARIOS [unique,half,storm,create,poll,catchup,spend,notify,
+//! backlog] a subset to run while profiling (half needs unique, poll polls the orders the
+//! webhook scenarios made); LOAD_PAIDONCE_BIN (run that binary instead of building
+//! paidonce's release one); LOAD_RUST_LOG [info] the instances' log filter (the app's
+//! default).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 #![recursion_limit = "256"]
 
+mod backlog;
 mod catchup;
 mod cpu;
 mod driver;
@@ -128,7 +132,9 @@ impl Settings {
             scenario_limit: Duration::from_secs(env_or("LOAD_SCENARIO_SECS", 30)),
             pg_settings,
             scenarios: std::env::var("LOAD_SCENARIOS")
-                .unwrap_or_else(|_| "unique,half,storm,create,poll,catchup,spend,notify".into())
+                .unwrap_or_else(|_| {
+                    "unique,half,storm,create,poll,catchup,spend,notify,backlog".into()
+                })
                 .split(',')
                 .map(|x| x.trim().to_owned())
                 .filter(|x| !x.is_empty())
@@ -289,6 +295,9 @@ async fn run(s: Settings) -> anyhow::Result<()> {
         }
         if bench.s.wants("notify") {
             bench.notify().await?;
+        }
+        if bench.s.wants("backlog") {
+            bench.backlog().await?;
         }
         bench.balances().await
     }

@@ -87,7 +87,9 @@ impl Bench {
             if notifying && deliver {
                 // Every change announced: two per paid order (order.updated, credits.granted).
                 let expected = 2 * n * (round / 2 + 1);
-                let (delivered, lag) = self.delivered_within(expected).await?;
+                let (delivered, lag) = self
+                    .delivered_within(expected, Duration::from_secs(120))
+                    .await?;
                 note.push_str(&format!(
                     "; {delivered} of {expected} notifications delivered so far, the last {lag:.1} s after the round's last event"
                 ));
@@ -122,21 +124,29 @@ impl Bench {
         Ok(())
     }
 
-    /// Waits (up to two minutes) until `expected` notifications are delivered; how many
+    /// Waits (up to `limit`) until `expected` notifications are delivered; how many
     /// were, and how long after the call the last one was.
-    async fn delivered_within(&mut self, expected: usize) -> anyhow::Result<(usize, f64)> {
+    pub(crate) async fn delivered_within(
+        &mut self,
+        expected: usize,
+        limit: Duration,
+    ) -> anyhow::Result<(usize, f64)> {
         let started = Instant::now();
         loop {
-            let delivered: usize = stack::text(
-                &mut self.conn,
-                "SELECT count(*)::text AS v FROM notifications WHERE state = 'delivered'",
-            )
-            .await?
-            .parse()?;
-            if delivered >= expected || started.elapsed() > Duration::from_secs(120) {
+            let delivered = self.count_delivered().await?;
+            if delivered >= expected || started.elapsed() > limit {
                 return Ok((delivered, started.elapsed().as_secs_f64()));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    pub(crate) async fn count_delivered(&mut self) -> anyhow::Result<usize> {
+        Ok(stack::text(
+            &mut self.conn,
+            "SELECT count(*)::text AS v FROM notifications WHERE state = 'delivered'",
+        )
+        .await?
+        .parse()?)
     }
 }
