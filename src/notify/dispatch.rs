@@ -334,10 +334,10 @@ pub async fn claim(state: &AppState) -> anyhow::Result<Vec<Claimed>> {
     Ok(claimed.into_iter().map(Claimed::from).collect())
 }
 
-/// CLAIM_SQL with its limits written in (public for the test of its plan). Constants in the text rather than bound
-/// parameters: a statement without parameters is planned once per connection; with
-/// them Postgres chose a custom plan nearly every time, 2.5 ms of planning a claim (a
-/// quarter of its cost in the load lab's notification scenario).
+/// CLAIM_SQL with its limits written in (public for the test of its plan). Constants
+/// in the text rather than bound parameters: a statement without parameters is planned
+/// once per connection; with them Postgres chose a custom plan nearly every time, 2.5 ms
+/// of planning a claim (a quarter of its cost in the load lab's notification scenario).
 pub fn claim_sql() -> &'static str {
     static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         CLAIM_SQL

@@ -139,7 +139,7 @@ FROM a, unnest($2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::text[], $7::b
 pub struct Payload<'a> {
     pub id: &'a str,
     pub kind: NotificationKind,
-    /// Unix seconds: when the change committed (its transaction's time).
+    /// Unix seconds: the change's transaction time (`now()` there, the row's created_at).
     pub created: i64,
     pub order_id: Option<Uuid>,
     pub spend_id: Option<Uuid>,
