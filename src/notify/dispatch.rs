@@ -62,7 +62,7 @@ struct ClaimedRow {
     #[diesel(sql_type = BigInt)]
     account_seq: i64,
     #[diesel(sql_type = Text)]
-    kind: super::NotificationKind,
+    kind: String,
     #[diesel(sql_type = diesel::sql_types::Timestamptz)]
     created_at: chrono::DateTime<chrono::Utc>,
     #[diesel(sql_type = Nullable<diesel::sql_types::Uuid>)]
@@ -72,7 +72,7 @@ struct ClaimedRow {
     #[diesel(sql_type = Text)]
     email: String,
     #[diesel(sql_type = Nullable<Text>)]
-    status: Option<crate::domain::order::OrderStatus>,
+    status: Option<String>,
     #[diesel(sql_type = BigInt)]
     delta: i64,
     #[diesel(sql_type = BigInt)]
@@ -85,12 +85,12 @@ impl From<ClaimedRow> for Claimed {
     fn from(r: ClaimedRow) -> Claimed {
         let body = super::Payload {
             id: &r.id,
-            kind: r.kind,
-            created: r.created_at.timestamp(),
+            kind: &r.kind,
+            created: super::created_seconds(r.created_at),
             order_id: r.order_id,
             spend_id: r.spend_id,
             email: &r.email,
-            status: r.status,
+            status: r.status.as_deref(),
             delta: r.delta,
             balance: r.balance,
             sequence: r.account_seq,
@@ -511,8 +511,8 @@ mod tests {
         for gone in [":batch", ":lease_secs", ":followers", "$"] {
             assert!(!sql.contains(gone), "{gone} left in the claim");
         }
-        assert!(sql.contains("LIMIT 64"), "{sql}");
-        assert!(sql.contains("LIMIT 7"), "{sql}");
+        assert!(sql.contains("LIMIT 64\n"), "{sql}");
+        assert!(sql.contains("LIMIT 7\n"), "{sql}");
         assert!(sql.contains("make_interval(secs => 30)"), "{sql}");
     }
 

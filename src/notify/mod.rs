@@ -133,47 +133,60 @@ SELECT n.id, $1, a.base + n.ord, n.kind, n.order_id, n.spend_id, n.status, n.del
 FROM a, unnest($2::text[], $3::text[], $4::uuid[], $5::uuid[], $6::text[], $7::bigint[])
      WITH ORDINALITY AS n(id, kind, order_id, spend_id, status, delta, ord)";
 
-/// What the merchant receives (SPEC §9), rendered from an outbox row. The field order
-/// is fixed here, so one row renders to the same bytes on every try.
+/// What the merchant receives (SPEC §9), rendered from an outbox row. Kind and status
+/// are taken as the row holds them: a value this build does not know (written by a
+/// newer one) is sent as it is rather than failing the claim it came in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payload<'a> {
     pub id: &'a str,
-    pub kind: NotificationKind,
-    /// Unix seconds: the change's transaction time (`now()` there, the row's created_at).
+    pub kind: &'a str,
+    /// Unix seconds (`created_seconds`).
     pub created: i64,
     pub order_id: Option<Uuid>,
     pub spend_id: Option<Uuid>,
     pub email: &'a str,
-    pub status: Option<OrderStatus>,
+    pub status: Option<&'a str>,
     pub delta: i64,
     pub balance: i64,
     pub sequence: i64,
 }
 
+/// A row's `created`: its created_at (the change's transaction time) in whole seconds,
+/// rounded half up as `extract(epoch FROM now())::bigint` rounded it when the body was
+/// built in SQL (before migration 14), so those rows render to the bytes they were
+/// first sent with.
+pub fn created_seconds(at: chrono::DateTime<chrono::Utc>) -> i64 {
+    at.timestamp() + i64::from(at.timestamp_subsec_micros() >= 500_000)
+}
+
 impl Payload<'_> {
-    /// `{"id", "type", "created", "data": {"order_id", "spend_id", "email", "status",
-    /// "delta", "balance", "sequence"}}`, compact. Strings go through serde_json's
-    /// escaping; written out by hand because that cannot fail (serialising a struct
-    /// returns a Result for errors these plain fields cannot have).
+    /// The text Postgres gives `jsonb_build_object(…)::text` for these fields, byte for
+    /// byte: keys ordered as jsonb orders them (shorter first, then bytewise), `": "`
+    /// and `", "` between. That is what bodies were before migration 14 stored them
+    /// already built, so a notification written before it and retried after it is sent
+    /// the same bytes (a test compares with Postgres). Strings are escaped by serde_json
+    /// as jsonb escapes them; written out by hand because that cannot fail.
     pub fn render(&self) -> String {
         fn text(v: &str) -> String {
             serde_json::Value::from(v).to_string()
         }
-        fn nullable(v: Option<String>) -> String {
-            v.map_or_else(|| "null".to_owned(), |v| text(&v))
+        fn nullable(v: Option<&str>) -> String {
+            v.map_or_else(|| "null".to_owned(), text)
         }
+        let order = self.order_id.map(|u| u.hyphenated().to_string());
+        let spend = self.spend_id.map(|u| u.hyphenated().to_string());
         format!(
-            r#"{{"id":{},"type":{},"created":{},"data":{{"order_id":{},"spend_id":{},"email":{},"status":{},"delta":{},"balance":{},"sequence":{}}}}}"#,
+            r#"{{"id": {}, "data": {{"delta": {}, "email": {}, "status": {}, "balance": {}, "order_id": {}, "sequence": {}, "spend_id": {}}}, "type": {}, "created": {}}}"#,
             text(self.id),
-            text(self.kind.as_str()),
-            self.created,
-            nullable(self.order_id.map(|u| u.hyphenated().to_string())),
-            nullable(self.spend_id.map(|u| u.hyphenated().to_string())),
-            text(self.email),
-            nullable(self.status.map(|s| s.as_str().to_owned())),
             self.delta,
+            text(self.email),
+            nullable(self.status),
             self.balance,
+            nullable(order.as_deref()),
             self.sequence,
+            nullable(spend.as_deref()),
+            text(self.kind),
+            self.created,
         )
     }
 }
@@ -187,12 +200,12 @@ mod tests {
         let order = Uuid::parse_str("0b0e8a58-7a3c-4a51-9d3f-6a1f4c2f9e10").unwrap();
         let p = Payload {
             id: "ntf_1",
-            kind: NotificationKind::Granted,
+            kind: NotificationKind::Granted.as_str(),
             created: 1_764_720_000,
             order_id: Some(order),
             spend_id: None,
             email: "o\"brien\\x@example.com",
-            status: Some(OrderStatus::Paid),
+            status: Some(OrderStatus::Paid.as_str()),
             delta: 100,
             balance: -5,
             sequence: 7,
@@ -209,7 +222,21 @@ mod tests {
                          "delta": 100, "balance": -5, "sequence": 7}
             })
         );
-        assert!(body.starts_with(r#"{"id":"ntf_1","type":"credits.granted","#));
+    }
+
+    #[test]
+    fn created_rounds_half_up_like_postgres_extract_to_bigint() {
+        use chrono::TimeZone;
+        let at = |micros: u32| {
+            chrono::Utc
+                .timestamp_opt(1_764_720_000, micros * 1000)
+                .single()
+                .unwrap()
+        };
+        assert_eq!(created_seconds(at(0)), 1_764_720_000);
+        assert_eq!(created_seconds(at(499_999)), 1_764_720_000);
+        assert_eq!(created_seconds(at(500_000)), 1_764_720_001);
+        assert_eq!(created_seconds(at(999_999)), 1_764_720_001);
     }
 
     #[test]

@@ -904,3 +904,95 @@ async fn claim_and_finish_find_their_rows_by_key_while_statistics_say_nothing_wa
         );
     }
 }
+
+#[derive(QueryableByName)]
+struct Rendered {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    body: String,
+}
+
+/// The dispatcher renders a body to the very text Postgres made of the same fields with
+/// `jsonb_build_object(…)::text`, which is what the outbox stored before migration 14:
+/// a notification written before the upgrade and retried after it goes out with the
+/// bytes it was first sent with. Escapes, nulls, big and negative numbers, and the
+/// rounding of `created` (half a second and just under) included.
+#[tokio::test]
+async fn a_rendered_body_is_the_text_postgres_built_before_migration_14() {
+    use chrono::TimeZone;
+    use diesel::sql_types::{Nullable, Text, Timestamptz, Uuid as SqlUuid};
+    use paidonce::notify::{Payload, created_seconds};
+
+    let db = TestDb::new().await;
+    let mut conn = db.conn().await;
+    let at = |micros: i64| {
+        chrono::Utc
+            .timestamp_micros(1_764_720_000_000_000 + micros)
+            .unwrap()
+    };
+    let order = uuid::Uuid::new_v4();
+    let spend = uuid::Uuid::new_v4();
+    let cases = [
+        Payload {
+            id: "ntf_0190e0c4a1b27c3d8e9f00112233aabb",
+            kind: "credits.granted",
+            created: created_seconds(at(500_000)),
+            order_id: Some(order),
+            spend_id: None,
+            email: "shopper@example.com",
+            status: Some("paid"),
+            delta: 100,
+            balance: 6100,
+            sequence: 1,
+        },
+        Payload {
+            id: "ntf_2",
+            kind: "credits.spent",
+            created: created_seconds(at(499_999)),
+            order_id: None,
+            spend_id: Some(spend),
+            email: "o\"brien\\é\tx\u{1}@example.com",
+            status: None,
+            delta: -5,
+            balance: -5,
+            sequence: 12,
+        },
+        Payload {
+            id: "ntf_3",
+            kind: "order.updated",
+            created: created_seconds(at(0)),
+            order_id: Some(order),
+            spend_id: None,
+            email: "a@b.c",
+            status: Some("needs_review"),
+            delta: 0,
+            balance: 9_007_199_254_740_993,
+            sequence: 3,
+        },
+    ];
+    let micros = [500_000, 499_999, 0];
+    for (p, micros) in cases.iter().zip(micros) {
+        let postgres: Rendered = diesel::sql_query(
+            "SELECT jsonb_build_object(
+                 'id', $1::text, 'type', $2::text,
+                 'created', extract(epoch FROM $3::timestamptz)::bigint,
+                 'data', jsonb_build_object(
+                     'order_id', $4::uuid, 'spend_id', $5::uuid, 'email', $6::text,
+                     'status', $7::text, 'delta', $8::bigint, 'balance', $9::bigint,
+                     'sequence', $10::bigint))::text AS body",
+        )
+        .bind::<Text, _>(p.id)
+        .bind::<Text, _>(p.kind)
+        .bind::<Timestamptz, _>(at(micros))
+        .bind::<Nullable<SqlUuid>, _>(p.order_id)
+        .bind::<Nullable<SqlUuid>, _>(p.spend_id)
+        .bind::<Text, _>(p.email)
+        .bind::<Nullable<Text>, _>(p.status)
+        .bind::<BigInt, _>(p.delta)
+        .bind::<BigInt, _>(p.balance)
+        .bind::<BigInt, _>(p.sequence)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(p.render(), postgres.body);
+    }
+}
