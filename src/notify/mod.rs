@@ -162,9 +162,9 @@ pub fn created_seconds(at: chrono::DateTime<chrono::Utc>) -> i64 {
 impl Payload<'_> {
     /// The text Postgres gives `jsonb_build_object(…)::text` for these fields, byte for
     /// byte: keys ordered as jsonb orders them (shorter first, then bytewise), `": "`
-    /// and `", "` between. That is what bodies were before migration 14 stored them
-    /// already built, so a notification written before it and retried after it is sent
-    /// the same bytes (a test compares with Postgres). Strings are escaped by serde_json
+    /// and `", "` between. Before migration 14 the outbox stored that text, so a
+    /// notification written before it and retried after it is sent the same bytes (a
+    /// test compares with Postgres). Strings are escaped by serde_json
     /// as jsonb escapes them; written out by hand because that cannot fail.
     pub fn render(&self) -> String {
         fn text(v: &str) -> String {

@@ -25,7 +25,7 @@ impl Bench {
             "\n== backlog: {n} events while the merchant's receiver is down, then delivery of their {} notifications once it is up",
             2 * n
         );
-        let merchant = [("MERCHANT_WEBHOOK_SECRET", "whsec_load_merchant")];
+        let secret = ("MERCHANT_WEBHOOK_SECRET", "whsec_load_merchant");
         stack::exec(
             &mut self.conn,
             "ANALYZE notifications; ALTER TABLE notifications SET (autovacuum_enabled = false)",
@@ -38,7 +38,7 @@ impl Bench {
             self.s.pool_size,
             &[
                 ("MERCHANT_WEBHOOK_URL", "http://127.0.0.1:9/merchant"),
-                merchant[0],
+                secret,
             ],
         )
         .await?;
@@ -79,7 +79,7 @@ impl Bench {
             &self.db_url,
             "http://127.0.0.1:9",
             self.s.pool_size,
-            &[("MERCHANT_WEBHOOK_URL", receiver.url.as_str()), merchant[0]],
+            &[("MERCHANT_WEBHOOK_URL", receiver.url.as_str()), secret],
         )
         .await?;
         self.meter.c = up.pid;
