@@ -153,6 +153,25 @@ pub struct Change {
     pub reason: Option<String>,
 }
 
+impl Change {
+    /// Whether the change only moves the time of the last refund sync on (a sync that
+    /// found the total it already knew, later): worth writing, since it makes older
+    /// refund events stale, but nothing anyone sees has changed, so it is reported as a
+    /// `noop` (SPEC: "valid but nothing to change"), not `applied`. Without this, which
+    /// of several events about one refund failure came out `applied` depended on whether
+    /// their syncs fell in the same second.
+    pub fn only_moves_the_sync_time(&self, before: &OrderState) -> bool {
+        self.to == before.status
+            && self.grant.is_none()
+            && self.revoke.is_none()
+            && self.amount_refunded == before.amount_refunded
+            && self.dispute == before.dispute
+            && self.revoked == before.revoked
+            && !self.marks_paid
+            && self.reason.is_none()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevocationKind {
     Refund,

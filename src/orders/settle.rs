@@ -74,6 +74,9 @@ impl Locked {
         let order_id = self.order.id;
         match decision {
             Decision::Noop => Settled::Noop { order_id },
+            Decision::Apply(change) if change.only_moves_the_sync_time(&self.order.state()) => {
+                Settled::Noop { order_id }
+            }
             Decision::Mismatch(reason) => Settled::Mismatch {
                 order_id,
                 reason: reason.clone(),

@@ -151,19 +151,25 @@ async fn a_refund_that_fails_after_a_full_refund_gives_the_credits_back_once() {
     assert_eq!(app.order_status(id).await, "refunded");
     assert_eq!(ledger(&app, id).await.iter().map(|e| e.1).sum::<i64>(), 0);
 
-    // Act: the refund fails at the bank; Stripe sends three events about it.
+    // Act: the refund fails at the bank; Stripe sends three events about it, made a
+    // second apart, so each later one finds the same total at a later time.
     stripe.set_amount_refunded(&charge, 0);
     let failed = refund_object(&charge, pi, 500, "failed");
+    let made = chrono::Utc::now().timestamp();
+    let event = |event_type, after: i64| {
+        let mut e = stripe_event(event_type, failed.clone());
+        e["created"] = json!(made + after);
+        e
+    };
     let outcomes = [
-        app.deliver(&stripe_event("charge.refund.updated", failed.clone()))
-            .await,
-        app.deliver(&stripe_event("refund.updated", failed.clone()))
-            .await,
-        app.deliver(&stripe_event("refund.failed", failed)).await,
+        app.deliver(&event("charge.refund.updated", 0)).await,
+        app.deliver(&event("refund.updated", 1)).await,
+        app.deliver(&event("refund.failed", 2)).await,
     ];
 
-    // Assert: credits come back once, the status follows, and the stale refund event,
-    // redelivered under a new id, takes nothing again.
+    // Assert: credits come back once, the later events are noops (they only move the
+    // sync's time on, which nobody sees), the status follows, and the stale refund
+    // event, redelivered under a new id, takes nothing again.
     assert_eq!(
         outcomes.map(|o| o.1),
         ["applied".to_owned(), "noop".into(), "noop".into()]

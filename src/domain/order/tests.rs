@@ -760,6 +760,7 @@ fn a_sync_that_finds_the_same_total_later_still_moves_its_time_on() {
     };
     match decide(&o, &synced(200)) {
         Decision::Apply(c) => {
+            assert!(c.only_moves_the_sync_time(&o), "reported as a noop");
             assert_eq!(
                 (c.to, c.amount_refunded, c.refunds_as_of, c.revoke),
                 (PartiallyRefunded, 250, Some(200), None)
@@ -770,6 +771,39 @@ fn a_sync_that_finds_the_same_total_later_still_moves_its_time_on() {
     // Same total, same or older time: nothing to remember.
     assert_eq!(decide(&o, &synced(100)), Decision::Noop);
     assert_eq!(decide(&o, &synced(50)), Decision::Noop);
+}
+
+#[test]
+fn every_change_but_a_later_sync_of_the_same_total_is_reported_as_applied() {
+    let mut refunded_order = order(PartiallyRefunded);
+    refunded_order.amount_refunded = 250;
+    refunded_order.refunds_as_of = Some(100);
+    refunded_order.revoked = 50;
+    let synced = |amount_refunded| {
+        fact(FactKind::RefundsSynced {
+            charge_amount: 500,
+            amount_refunded,
+            currency: "usd".into(),
+            as_of: 200,
+        })
+    };
+    let cases = [
+        (order(Pending), fact(succeeded()), "paid"),
+        (order(Paid), fact(refunded(250)), "refunded"),
+        (order(Paid), fact(opened()), "disputed"),
+        (
+            refunded_order.clone(),
+            synced(0),
+            "a failed refund given back",
+        ),
+        (refunded_order.clone(), synced(400), "a bigger refund found"),
+    ];
+    for (before, f, why) in cases {
+        let Decision::Apply(c) = decide(&before, &f) else {
+            panic!("{why}: a change")
+        };
+        assert!(!c.only_moves_the_sync_time(&before), "{why}");
+    }
 }
 
 #[test]
