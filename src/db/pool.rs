@@ -100,8 +100,32 @@ impl Db {
     }
 
     /// A connection from this thread's shard; waits up to `POOL_WAIT` for one.
+    ///
+    /// It may be dead: the pool checks nothing over the wire on checkout
+    /// (`RecyclingMethod::Fast`), and a connection the database ended while it sat in the
+    /// pool (a restart, a failover, a kill) is known to be closed only once this thread's
+    /// runtime has read the socket's end. Hot paths whose first statement is BEGIN retry
+    /// on `began_on_dead_connection`; paths that can afford a round trip take
+    /// `get_verified`.
     pub async fn get(&self) -> Result<PooledConn, PoolError> {
         self.home().pool.get().await
+    }
+
+    /// A connection that has just answered a round trip, for requests that call Stripe
+    /// anyway (order creation), where a round trip costs nothing noticeable and a 503
+    /// costs the shopper a retry. Dead connections met on the way are dropped, up to as
+    /// many as the shard holds.
+    pub async fn get_verified(&self) -> Result<PooledConn, PoolError> {
+        let pool = &self.home().pool;
+        for _ in 0..pool.status().max_size {
+            let mut conn = pool.get().await?;
+            match conn.batch_execute("SELECT 1").await {
+                Err(e) if connection_lost(&e) => discard(conn),
+                // Any other failure is the next statement's to report.
+                _ => return Ok(conn),
+            }
+        }
+        pool.get().await
     }
 
     /// Runs `query`, ONE read statement outside any transaction, on this thread's
@@ -119,7 +143,7 @@ impl Db {
             return match query(&conn).await {
                 Err(e) if connection_lost(&e) => {
                     // A pooled connection that died is discarded, not returned to the pool.
-                    drop(PooledConn::take(conn));
+                    discard(conn);
                     let fresh = shard.pool.get().await.map_err(ReadError::Pool)?;
                     query(&fresh).await.map_err(ReadError::Query)
                 }
@@ -264,6 +288,18 @@ impl SharedReads {
             *slot = None;
         }
     }
+}
+
+/// Whether a transaction that failed with `err` before its work started (`began`
+/// false) failed on its BEGIN because the connection was gone: then no statement of the
+/// work ran, and it can run again, whole, on a fresh connection (`discard` this one).
+pub fn began_on_dead_connection(began: bool, err: &diesel::result::Error) -> bool {
+    !began && connection_lost(err)
+}
+
+/// Drops a connection for good instead of returning it to the pool.
+pub fn discard(conn: PooledConn) {
+    drop(PooledConn::take(conn));
 }
 
 /// The connection is gone (closed, or the server ended it), whatever the query was.

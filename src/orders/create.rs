@@ -52,7 +52,7 @@ pub async fn create_order(
     idempotency_key: Option<&str>,
     resume: Option<Uuid>,
 ) -> Result<(Order, String), AppError> {
-    let mut conn = state.db.get().await?;
+    let mut conn = state.db.get_verified().await?;
     let existing = match resume {
         Some(id) => db::orders::find(&conn, id).await?,
         None => None,
