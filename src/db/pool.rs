@@ -104,9 +104,9 @@ impl Db {
     /// It may be dead: the pool checks nothing over the wire on checkout
     /// (`RecyclingMethod::Fast`), and a connection the database ended while it sat in the
     /// pool (a restart, a failover, a kill) is known to be closed only once this thread's
-    /// runtime has read the socket's end. Hot paths whose first statement is BEGIN retry
-    /// on `began_on_dead_connection`; paths that can afford a round trip take
-    /// `get_verified`.
+    /// runtime has read the socket's end. The webhook's transaction runs again on a fresh
+    /// connection when its BEGIN met a dead one (`began_on_dead_connection`); order
+    /// creation, which can afford a round trip, takes `get_verified`.
     pub async fn get(&self) -> Result<PooledConn, PoolError> {
         self.home().pool.get().await
     }
