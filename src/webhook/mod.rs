@@ -168,7 +168,7 @@ pub async fn process(state: &AppState, body: &[u8]) -> Result<Processed, AppErro
             .await;
         match result {
             Err(e) if !retried && db::pool::began_on_dead_connection(began.into_inner(), &e) => {
-                tracing::debug!(event_id = %event.id, "webhook: pooled connection was dead at BEGIN; on a fresh one");
+                tracing::info!(event_id = %event.id, "webhook: its pooled connection was dead at BEGIN; running it on a fresh one");
                 db::pool::discard(conn);
                 retried = true;
             }

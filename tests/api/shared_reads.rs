@@ -1,10 +1,11 @@
 //! The order poll runs on a connection its worker's concurrent requests share
 //! (db::pool::Db::read): answers must never cross, the lookups must really run there
 //! and not on pooled connections, the instance must stay within DATABASE_POOL_SIZE
-//! connections, and a dead shared connection must be replaced.
+//! connections, and a dead shared connection must be replaced. Also what writes do with
+//! pooled connections the database killed: a webhook and an order creation still succeed.
 
 use diesel::QueryableByName;
-use diesel::sql_types::BigInt;
+use diesel::sql_types::{BigInt, Integer};
 use diesel_async::RunQueryDsl;
 use futures_util::future::join_all;
 use serde_json::Value;
@@ -165,4 +166,119 @@ async fn writes_after_the_database_killed_every_connection_never_answer_503() {
     }
     assert_eq!(app.balance(&email).await, 100 * 8);
     app.assert_money_invariant().await;
+}
+
+#[derive(QueryableByName)]
+struct Pid {
+    #[diesel(sql_type = Integer)]
+    pid: i32,
+}
+
+/// Runs `work` on a thread whose shard's one pooled connection is dead without this
+/// process knowing: what load does by chance (hand out a connection whose killed backend
+/// nobody has noticed yet) done for certain. The connection is opened by a runtime that
+/// is driven only inside `block_on`, so while its backend is killed nothing reads its
+/// socket's end, and the pool still takes it for alive when `work` checks out.
+fn on_a_dead_pooled_connection<T: Send>(
+    app: &TestApp,
+    work: impl AsyncFnOnce(&paidonce::state::AppState) -> T + Send,
+) -> T {
+    let state = app.state.clone();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let runtime = || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+            };
+            let frozen = runtime();
+            // The shard holds one connection: replace whatever a worker opened with one
+            // the frozen runtime drives.
+            let pid = frozen.block_on(async {
+                paidonce::db::pool::discard(state.db.get().await.unwrap());
+                let mut conn = state.db.get().await.unwrap();
+                let pid: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+                    .get_result(&mut *conn)
+                    .await
+                    .unwrap();
+                pid.pid
+            });
+            runtime().block_on(async {
+                let mut conn = app.db.conn().await;
+                diesel::sql_query("SELECT pg_terminate_backend($1)")
+                    .bind::<Integer, _>(pid)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                    loop {
+                        let left: Count = diesel::sql_query(
+                            "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1",
+                        )
+                        .bind::<Integer, _>(pid)
+                        .get_result(&mut conn)
+                        .await
+                        .unwrap();
+                        if left.n == 0 {
+                            return;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    }
+                })
+                .await
+                .expect("the killed backend went away");
+            });
+            frozen.block_on(work(&state))
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+fn test_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_webhook_whose_begin_meets_a_dead_pooled_connection_runs_again_on_a_fresh_one() {
+    let main = test_runtime();
+    // Two connections over two workers: one per shard, no shared read connection.
+    let app = main.block_on(spawn_app_with(&[("DATABASE_POOL_SIZE", "2")]));
+    let order = main.block_on(app.create_order(&unique_email(), "starter"));
+    let event_id = new_event_id();
+    let body = serde_json::to_vec(&succeeded(&event_id, &order)).unwrap();
+    let outcome = on_a_dead_pooled_connection(&app, async |state| {
+        paidonce::webhook::process(state, &body)
+            .await
+            .map(|p| p.receipt.outcome.as_str())
+    });
+    assert_eq!(outcome.ok(), Some("applied"));
+    assert!(
+        crate::log_capture::contains(&format!("running it on a fresh one event_id={event_id}")),
+        "the retry ran (not a live connection met by chance)"
+    );
+    assert_eq!(
+        main.block_on(app.order_status(order["id"].as_str().unwrap())),
+        "paid"
+    );
+}
+
+#[test]
+fn an_order_created_on_a_dead_pooled_connection_is_created() {
+    let main = test_runtime();
+    let app = main.block_on(spawn_app_with(&[("DATABASE_POOL_SIZE", "2")]));
+    let email = unique_email();
+    let request = paidonce::orders::create::validate(&email, "starter").unwrap();
+    let created = on_a_dead_pooled_connection(&app, async |state| {
+        paidonce::orders::create::create_order(state, &request, None, None)
+            .await
+            .map(|(order, _)| order.id)
+    });
+    let id = created.expect("created despite the dead connection");
+    let status = main.block_on(app.get_order(&id.to_string())).status();
+    assert_eq!(status, 200);
 }
