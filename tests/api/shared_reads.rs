@@ -186,13 +186,7 @@ fn on_a_dead_pooled_connection<T: Send>(
     let state = app.state.clone();
     std::thread::scope(|s| {
         s.spawn(|| {
-            let runtime = || {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap()
-            };
-            let frozen = runtime();
+            let frozen = test_runtime();
             // The shard holds one connection: replace whatever a worker opened with one
             // the frozen runtime drives.
             let pid = frozen.block_on(async {
@@ -204,7 +198,7 @@ fn on_a_dead_pooled_connection<T: Send>(
                     .unwrap();
                 pid.pid
             });
-            runtime().block_on(async {
+            test_runtime().block_on(async {
                 let mut conn = app.db.conn().await;
                 diesel::sql_query("SELECT pg_terminate_backend($1)")
                     .bind::<Integer, _>(pid)
