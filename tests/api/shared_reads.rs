@@ -130,23 +130,11 @@ async fn writes_after_the_database_killed_every_connection_never_answer_503() {
     let mut conn = app.db.conn().await;
     kill_other_connections(&mut conn).await;
     // The database accepts connections again as soon as the killed backends are gone.
-    tokio::time::timeout(std::time::Duration::from_secs(10), async {
-        loop {
-            let left: Count = diesel::sql_query(
-                "SELECT count(*) AS n FROM pg_stat_activity \
-                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            )
-            .get_result(&mut conn)
-            .await
-            .unwrap();
-            if left.n == 0 {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .expect("the killed backends went away");
+    wait_until_gone(
+        &mut conn,
+        "datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .await;
     let results = join_all(orders.iter().map(|order| {
         let app = &app;
         async move {
@@ -166,6 +154,23 @@ async fn writes_after_the_database_killed_every_connection_never_answer_503() {
     }
     assert_eq!(app.balance(&email).await, 100 * 8);
     app.assert_money_invariant().await;
+}
+
+/// Waits (up to 10 s) until no backend matching `which`, a condition on
+/// pg_stat_activity, is left: a killed backend is gone only once it has exited.
+async fn wait_until_gone(conn: &mut diesel_async::AsyncPgConnection, which: &str) {
+    let query = format!("SELECT count(*) AS n FROM pg_stat_activity WHERE {which}");
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let left: Count = diesel::sql_query(&query).get_result(conn).await.unwrap();
+            if left.n == 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("backends where {which} went away"));
 }
 
 #[derive(QueryableByName)]
@@ -205,23 +210,7 @@ fn on_a_dead_pooled_connection<T: Send>(
                     .execute(&mut conn)
                     .await
                     .unwrap();
-                tokio::time::timeout(std::time::Duration::from_secs(10), async {
-                    loop {
-                        let left: Count = diesel::sql_query(
-                            "SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1",
-                        )
-                        .bind::<Integer, _>(pid)
-                        .get_result(&mut conn)
-                        .await
-                        .unwrap();
-                        if left.n == 0 {
-                            return;
-                        }
-                        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                    }
-                })
-                .await
-                .expect("the killed backend went away");
+                wait_until_gone(&mut conn, &format!("pid = {pid}")).await;
             });
             frozen.block_on(work(&state))
         })
