@@ -47,8 +47,11 @@ pub async fn authenticate(state: &AppState, authorization: Option<&str>) -> Resu
         .and_then(|rest| rest.split_once('_'))
         .and_then(|(id, secret)| Some((Uuid::try_parse(id).ok()?, secret)))
         .ok_or(AppError::Unauthorized)?;
-    let mut conn = state.db.get().await?;
-    let key = db::api_keys::find(&mut conn, id)
+    // A read on the shared connection: pipelined with the worker's other reads, and run
+    // again on a fresh connection if the database had ended it.
+    let key = state
+        .db
+        .read(async |c| db::api_keys::find(c, id).await)
         .await?
         .ok_or(AppError::Unauthorized)?;
     let matches: bool = Sha256::digest(secret.as_bytes())
@@ -63,7 +66,7 @@ pub async fn authenticate(state: &AppState, authorization: Option<&str>) -> Resu
         .last_used_at
         .is_none_or(|t| chrono::Utc::now() - t > chrono::Duration::minutes(1));
     if stale {
-        db::api_keys::touch(&mut conn, id).await?;
+        db::api_keys::touch(&mut *state.db.get().await?, id).await?;
     }
     Ok(id)
 }

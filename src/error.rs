@@ -213,6 +213,8 @@ impl AppError {
 
 impl From<DieselError> for AppError {
     fn from(err: DieselError) -> Self {
+        // Whatever the request, a connection found dead puts its pool-mates under suspicion.
+        crate::db::pool::note_if_lost(&err);
         if is_unavailable(&err) {
             AppError::DbUnavailable(err.into())
         } else {

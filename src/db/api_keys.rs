@@ -35,11 +35,11 @@ pub async fn insert(
         .map(|_| ())
 }
 
-pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<ApiKey>> {
+pub async fn find(mut conn: &AsyncPgConnection, id: Uuid) -> QueryResult<Option<ApiKey>> {
     api_keys::table
         .find(id)
         .select(ApiKey::as_select())
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()
 }

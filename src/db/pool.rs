@@ -18,10 +18,11 @@
 //! tests) are given a shard in turn; their connections are correct everywhere, only
 //! not hop-free.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use diesel::result::QueryResult;
@@ -43,6 +44,8 @@ const STATEMENT_TIMEOUT: &str = "15s";
 /// How long a request waits for a pooled connection before answering 503.
 const POOL_WAIT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a suspect connection has to answer `SELECT 1` (see `SUSPICION`).
+const VERIFY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a `Db::read` failed: no connection (503), or the statement itself.
 #[derive(Debug)]
@@ -74,11 +77,16 @@ pub struct Db {
     /// k gets shard k however many other threads came first.
     next_worker: Arc<AtomicUsize>,
     next_other: Arc<AtomicUsize>,
+    /// When one of this pool's connections was last found dead (`SUSPICION`).
+    losses: Arc<Losses>,
 }
 
 thread_local! {
     /// (pool id, shard) this thread uses; `usize::MAX` for none yet.
     static HOME: Cell<(usize, usize)> = const { Cell::new((usize::MAX, 0)) };
+    /// The pool this thread last took a connection from: a connection found dead on this
+    /// thread is recorded there (`note_if_lost`), wherever the error is looked at.
+    static LAST_POOL: RefCell<Option<Arc<Losses>>> = const { RefCell::new(None) };
 }
 
 impl Db {
@@ -88,11 +96,13 @@ impl Db {
         static IDS: AtomicUsize = AtomicUsize::new(0);
         let size = size.max(1);
         let n = shards.clamp(1, size);
+        let losses = Arc::new(Losses::default());
         let shards = (0..n)
-            .map(|i| Shard::new(url, size / n + usize::from(i < size % n)))
+            .map(|i| Shard::new(url, size / n + usize::from(i < size % n), &losses))
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Db {
             shards: shards.into(),
+            losses,
             id: IDS.fetch_add(1, Ordering::Relaxed),
             next_worker: Arc::new(AtomicUsize::new(0)),
             next_other: Arc::new(AtomicUsize::new(0)),
@@ -104,8 +114,10 @@ impl Db {
     /// It may be dead: the pool checks nothing over the wire on checkout
     /// (`RecyclingMethod::Fast`), and a connection the database ended while it sat in the
     /// pool (a restart, a failover, a kill) is known to be closed only once this thread's
-    /// runtime has read the socket's end. The webhook's transaction runs again on a fresh
-    /// connection when its BEGIN met a dead one (`began_on_dead_connection`); order
+    /// runtime has read the socket's end. Once one is found dead, the older ones are
+    /// verified on checkout for a while (`SUSPICION`), so a restart costs a worker at most
+    /// the one request that found it; the webhook's transaction runs again on a fresh
+    /// connection when its BEGIN met a dead one (`began_on_dead_connection`), and order
     /// creation, which can afford a round trip, takes `get_verified`.
     pub async fn get(&self) -> Result<PooledConn, PoolError> {
         self.home().pool.get().await
@@ -120,7 +132,7 @@ impl Db {
         for _ in 0..pool.status().max_size {
             let mut conn = pool.get().await?;
             match conn.batch_execute("SELECT 1").await {
-                Err(e) if connection_lost(&e) => discard(conn),
+                Err(e) if note_if_lost(&e) => discard(conn),
                 // Any other failure is the next statement's to report.
                 _ => return Ok(conn),
             }
@@ -141,7 +153,7 @@ impl Db {
         let Some(reads) = &shard.reads else {
             let conn = shard.pool.get().await.map_err(ReadError::Pool)?;
             return match query(&conn).await {
-                Err(e) if connection_lost(&e) => {
+                Err(e) if note_if_lost(&e) => {
                     // A pooled connection that died is discarded, not returned to the pool.
                     discard(conn);
                     let fresh = shard.pool.get().await.map_err(ReadError::Pool)?;
@@ -160,7 +172,8 @@ impl Db {
             // A lookup fails for connection-level reasons, or something odd: either way a
             // new connection costs one connect, a dead one kept would fail every poll.
             reads.forget(&conn).await;
-            if retried || !connection_lost(e) {
+            let lost = note_if_lost(e);
+            if retried || !lost {
                 return result.map_err(ReadError::Query);
             }
             retried = true;
@@ -174,6 +187,12 @@ impl Db {
     }
 
     fn home(&self) -> &Shard {
+        LAST_POOL.with(|last| {
+            let mut last = last.borrow_mut();
+            if !last.as_ref().is_some_and(|l| Arc::ptr_eq(l, &self.losses)) {
+                *last = Some(self.losses.clone());
+            }
+        });
         &self.shards[self.home_index()]
     }
 
@@ -214,7 +233,7 @@ impl Db {
 
 impl Shard {
     /// `size` connections: one shared for reads and the rest pooled, or one pooled.
-    fn new(url: &str, size: usize) -> anyhow::Result<Shard> {
+    fn new(url: &str, size: usize, losses: &Arc<Losses>) -> anyhow::Result<Shard> {
         let (pooled, reads) = if size >= 2 {
             let reads = SharedReads {
                 url: url.to_owned(),
@@ -227,7 +246,8 @@ impl Shard {
         let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
         // Fast: no `SELECT 1` round trip per checkout (the load harness measured it as a
         // large share of a webhook's cost). A connection that died is reported broken and
-        // dropped; a request that still meets one answers 503 and is retried by its sender.
+        // dropped; after one is found dead the rest are verified for a while
+        // (`verify_if_suspect`).
         manager_config.recycling_method = RecyclingMethod::Fast;
         manager_config.custom_setup = Box::new(|url| {
             let url = url.to_owned();
@@ -240,6 +260,7 @@ impl Shard {
             .wait_timeout(Some(POOL_WAIT))
             .create_timeout(Some(CONNECT_TIMEOUT + Duration::from_secs(1)))
             .recycle_timeout(Some(Duration::from_secs(2)))
+            .post_recycle(verify_if_suspect(losses.clone()))
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .context("building the database pool")?;
@@ -294,7 +315,93 @@ impl SharedReads {
 /// false) failed on its BEGIN because the connection was gone: then no statement of the
 /// work ran, and it can run again, whole, on a fresh connection (`discard` this one).
 pub fn began_on_dead_connection(began: bool, err: &diesel::result::Error) -> bool {
-    !began && connection_lost(err)
+    !began && note_if_lost(err)
+}
+
+/// How long after a connection was found dead every connection opened before that is
+/// verified with a round trip when it is handed out. The database ends its connections
+/// together (a restart, a failover), so one found dead says its pool-mates most likely
+/// are too, and under load nothing has noticed yet (see `Db::get`). Long enough for a
+/// busy pool to hand each connection out at least once; after it, checkouts are free
+/// again.
+const SUSPICION: Duration = Duration::from_secs(5);
+
+/// When one of a pool's connections was last found dead: microseconds since
+/// `clock_start()`, 0 for never.
+#[derive(Default)]
+struct Losses(AtomicU64);
+
+fn clock_start() -> Instant {
+    static START: OnceLock<Instant> = OnceLock::new();
+    *START.get_or_init(Instant::now)
+}
+
+impl Losses {
+    fn record(&self, at: Instant) {
+        let since = at.saturating_duration_since(clock_start());
+        let micros = u64::try_from(since.as_micros()).unwrap_or(u64::MAX);
+        self.0.store(micros.max(1), Ordering::Relaxed);
+    }
+
+    /// Whether a connection opened at `created` must answer a round trip before it is
+    /// handed out at `now`: it is older than the last connection found dead, and that
+    /// was less than `SUSPICION` ago.
+    fn suspect(&self, created: Instant, now: Instant) -> bool {
+        let lost = self.0.load(Ordering::Relaxed);
+        if lost == 0 {
+            return false;
+        }
+        let lost_at = clock_start() + Duration::from_micros(lost);
+        created <= lost_at && now.saturating_duration_since(lost_at) < SUSPICION
+    }
+}
+
+/// Records `err` in this thread's pool if it says a connection was gone (or died inside
+/// a transaction), so that the pool verifies its older connections before handing them
+/// out (`SUSPICION`). Returns whether it did. `AppError`'s conversion calls it for every
+/// database error, so whichever request meets the first dead connection raises it.
+pub fn note_if_lost(err: &diesel::result::Error) -> bool {
+    let lost =
+        connection_lost(err) || matches!(err, diesel::result::Error::BrokenTransactionManager);
+    if lost {
+        LAST_POOL.with(|last| {
+            if let Some(losses) = last.borrow().as_ref() {
+                losses.record(Instant::now());
+            }
+        });
+    }
+    lost
+}
+
+type Hook = deadpool::managed::Hook<AsyncDieselConnectionManager<AsyncPgConnection>>;
+
+/// The pool's `post_recycle` hook: runs on every checkout, after the Fast recycle has
+/// dropped the connections already known closed. A suspect connection that does not
+/// answer `SELECT 1` is dropped, and the pool hands out the next one or opens a new one.
+fn verify_if_suspect(losses: Arc<Losses>) -> Hook {
+    Hook::async_fn(move |conn, metrics| {
+        let suspect = losses.suspect(metrics.created, Instant::now());
+        Box::pin(async move {
+            if !suspect {
+                return Ok(());
+            }
+            match tokio::time::timeout(VERIFY_TIMEOUT, conn.batch_execute("SELECT 1")).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => {
+                    tracing::info!(error = %e, "database pool: dropped a connection found dead after another one was");
+                    Err(deadpool::managed::HookError::message("dead connection"))
+                }
+                Err(_) => {
+                    tracing::info!(
+                        "database pool: dropped a connection that did not answer after another one was found dead"
+                    );
+                    Err(deadpool::managed::HookError::message(
+                        "unresponsive connection",
+                    ))
+                }
+            }
+        })
+    })
 }
 
 /// Drops a connection for good instead of returning it to the pool.
@@ -338,6 +445,46 @@ mod tests {
     use super::*;
 
     const URL: &str = "postgres://nobody@localhost/none";
+
+    #[test]
+    fn connections_older_than_a_recent_loss_are_suspect_and_no_others() {
+        let losses = Losses::default();
+        let opened = Instant::now();
+        assert!(!losses.suspect(opened, opened), "nothing lost yet");
+        let lost_at = opened + Duration::from_millis(10);
+        losses.record(lost_at);
+        assert!(losses.suspect(opened, lost_at), "opened before the loss");
+        assert!(losses.suspect(opened, lost_at + SUSPICION - Duration::from_millis(1)));
+        assert!(
+            !losses.suspect(opened, lost_at + SUSPICION),
+            "the suspicion has passed"
+        );
+        let reopened = lost_at + Duration::from_millis(1);
+        assert!(
+            !losses.suspect(reopened, lost_at + Duration::from_millis(2)),
+            "opened after it"
+        );
+        // A later loss puts the connection opened in between under suspicion too.
+        losses.record(lost_at + Duration::from_secs(1));
+        assert!(losses.suspect(reopened, lost_at + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn only_a_connection_level_failure_counts_as_a_loss() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let closed = Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection,
+            Box::new("connection closed".to_owned()),
+        );
+        assert!(note_if_lost(&closed));
+        assert!(note_if_lost(&Error::BrokenTransactionManager));
+        assert!(!note_if_lost(&Error::NotFound));
+        let unique = Error::DatabaseError(
+            DatabaseErrorKind::UniqueViolation,
+            Box::new("duplicate key".to_owned()),
+        );
+        assert!(!note_if_lost(&unique));
+    }
 
     #[test]
     fn the_shards_hold_the_configured_size_in_all() {

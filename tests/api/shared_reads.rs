@@ -2,7 +2,9 @@
 //! (db::pool::Db::read): answers must never cross, the lookups must really run there
 //! and not on pooled connections, the instance must stay within DATABASE_POOL_SIZE
 //! connections, and a dead shared connection must be replaced. Also what writes do with
-//! pooled connections the database killed: a webhook and an order creation still succeed.
+//! pooled connections the database killed: a webhook, an order creation and a spend
+//! still succeed, and once one request found a dead connection the next is not handed
+//! one.
 
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Integer};
@@ -192,31 +194,58 @@ fn on_a_dead_pooled_connection<T: Send>(
     std::thread::scope(|s| {
         s.spawn(|| {
             let frozen = test_runtime();
-            // The shard holds one connection: replace whatever a worker opened with one
-            // the frozen runtime drives.
-            let pid = frozen.block_on(async {
-                paidonce::db::pool::discard(state.db.get().await.unwrap());
-                let mut conn = state.db.get().await.unwrap();
-                let pid: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
-                    .get_result(&mut *conn)
-                    .await
-                    .unwrap();
-                pid.pid
-            });
-            test_runtime().block_on(async {
-                let mut conn = app.db.conn().await;
-                diesel::sql_query("SELECT pg_terminate_backend($1)")
-                    .bind::<Integer, _>(pid)
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                wait_until_gone(&mut conn, &format!("pid = {pid}")).await;
-            });
+            let pid = frozen_pooled_connection(&frozen, &state);
+            kill_backends(app, &format!("pid = {pid}"));
             frozen.block_on(work(&state))
         })
         .join()
         .unwrap()
     })
+}
+
+/// Replaces the pooled connection of this thread's shard (the shard holds one) with one
+/// that `frozen` drives, and answers its backend's pid.
+fn frozen_pooled_connection(
+    frozen: &tokio::runtime::Runtime,
+    state: &paidonce::state::AppState,
+) -> i32 {
+    frozen.block_on(async {
+        paidonce::db::pool::discard(state.db.get().await.unwrap());
+        let mut conn = state.db.get().await.unwrap();
+        let pid: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+            .get_result(&mut *conn)
+            .await
+            .unwrap();
+        pid.pid
+    })
+}
+
+/// Terminates the backends of `app`'s database where `which` (a condition on
+/// pg_stat_activity), and waits until they are gone.
+fn kill_backends(app: &TestApp, which: &str) {
+    test_runtime().block_on(async {
+        let mut conn = app.db.conn().await;
+        let pids: Vec<Pid> = diesel::sql_query(format!(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() AND {which}"
+        ))
+        .load(&mut conn)
+        .await
+        .unwrap();
+        assert!(!pids.is_empty(), "no backend where {which}");
+        let pids = pids
+            .iter()
+            .map(|p| p.pid.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        diesel::sql_query(format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid IN ({pids})"
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        wait_until_gone(&mut conn, &format!("pid IN ({pids})")).await;
+    });
 }
 
 fn test_runtime() -> tokio::runtime::Runtime {
@@ -264,4 +293,138 @@ fn an_order_created_on_a_dead_pooled_connection_is_created() {
     let id = created.expect("created despite the dead connection");
     let status = main.block_on(app.get_order(&id.to_string())).status();
     assert_eq!(status, 200);
+}
+
+/// A restart whose news reaches a worker one connection at a time: the spend's key
+/// lookup finds the shared read connection dead (and runs again on a fresh one); the
+/// pooled connection's backend, killed too, has not been noticed by the time the spend
+/// checks it out. Having seen one connection die, the pool verifies its older ones.
+#[test]
+fn a_spend_after_a_restart_meets_no_dead_connection_once_one_was_found_dead() {
+    let main = test_runtime();
+    // Four connections over two workers: each shard has a pooled one and a shared one.
+    let app = main.block_on(spawn_app_with(&[("DATABASE_POOL_SIZE", "4")]));
+    let key = main.block_on(crate::credits::key(&app));
+    let email = unique_email();
+    let order = main.block_on(app.create_order(&email, "starter"));
+    let (status, outcome) = main.block_on(app.deliver(&succeeded(&new_event_id(), &order)));
+    assert_eq!((status, outcome.as_str()), (200, "applied"));
+    let state = app.state.clone();
+    let spent = std::thread::scope(|s| {
+        s.spawn(|| {
+            let frozen = test_runtime();
+            let pooled = frozen_pooled_connection(&frozen, &state);
+            // Opens the shard's shared read connection unless a worker has.
+            frozen
+                .block_on(
+                    state
+                        .db
+                        .read(async |mut c| diesel::sql_query("SELECT 1").execute(&mut c).await),
+                )
+                .unwrap();
+            // Every other connection of the app dies first, its shared read one included.
+            kill_backends(&app, &format!("pid <> {pooled}"));
+            let authorization = format!("Bearer {key}");
+            let key_id = frozen
+                .block_on(paidonce::credits::authenticate(
+                    &state,
+                    Some(&authorization),
+                ))
+                .expect("the key lookup runs again on a fresh connection");
+            kill_backends(&app, &format!("pid = {pooled}"));
+            frozen.block_on(async {
+                use paidonce::idempotency;
+                let idem = idempotency::IdempotencyKey::parse(b"after-the-restart")?;
+                let body = br#"{"credits": 30, "reference": "r1"}"#;
+                let path = format!("/api/v1/accounts/{email}/spends");
+                let fingerprint = idempotency::fingerprint("POST", &path, body);
+                idempotency::run(&state, Some(&idem), &fingerprint, async |resume| {
+                    let spent = paidonce::credits::spend(
+                        &state,
+                        key_id,
+                        &email,
+                        30,
+                        "r1",
+                        idem.as_str(),
+                        resume,
+                    )
+                    .await?;
+                    let body = serde_json::to_value(spent).unwrap();
+                    Ok((actix_web::http::StatusCode::CREATED, body))
+                })
+                .await
+            })
+        })
+        .join()
+        .unwrap()
+    });
+    let spent = spent.expect("spent, not 503");
+    assert_eq!(spent.body["balance_after"], 70, "{}", spent.body);
+    let account: Value = main.block_on(async {
+        app.client
+            .get(format!("{}/api/v1/accounts/{email}", app.address))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    assert_eq!(account["balance"], 70, "{account}");
+}
+
+/// Whichever request meets the first dead connection (here an account summary, whose
+/// error is only converted into a 503), the next request on that worker is not handed
+/// its dead pool-mate.
+#[test]
+fn after_one_request_met_a_dead_connection_the_next_meets_none() {
+    let main = test_runtime();
+    // Six connections over two workers: each shard has two pooled and a shared one.
+    let app = main.block_on(spawn_app_with(&[("DATABASE_POOL_SIZE", "6")]));
+    let email = unique_email();
+    let order = main.block_on(app.create_order(&email, "starter"));
+    let (status, outcome) = main.block_on(app.deliver(&succeeded(&new_event_id(), &order)));
+    assert_eq!((status, outcome.as_str()), (200, "applied"));
+    let state = app.state.clone();
+    let (first, second) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let frozen = test_runtime();
+            // Both pooled connections opened by the frozen runtime, handed back in the
+            // order the pool hands them out again (first in, first out).
+            let (met_first, met_second) = frozen.block_on(async {
+                let held = [state.db.get().await.unwrap(), state.db.get().await.unwrap()];
+                held.into_iter().for_each(paidonce::db::pool::discard);
+                let mut a = state.db.get().await.unwrap();
+                let mut b = state.db.get().await.unwrap();
+                let pid_a: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+                    .get_result(&mut *a)
+                    .await
+                    .unwrap();
+                let pid_b: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+                    .get_result(&mut *b)
+                    .await
+                    .unwrap();
+                drop(a);
+                drop(b);
+                (pid_a.pid, pid_b.pid)
+            });
+            kill_backends(&app, &format!("pid = {met_first}"));
+            let first = frozen.block_on(paidonce::credits::summary(&state, &email));
+            kill_backends(&app, &format!("pid = {met_second}"));
+            let second = frozen.block_on(paidonce::credits::summary(&state, &email));
+            (first.map(|s| s.balance), second.map(|s| s.balance))
+        })
+        .join()
+        .unwrap()
+    });
+    assert!(
+        matches!(first, Err(paidonce::error::AppError::DbUnavailable(_))),
+        "the first request met the dead connection: {first:?}"
+    );
+    assert_eq!(
+        second.ok(),
+        Some(100),
+        "the second is not handed its dead pool-mate"
+    );
 }
