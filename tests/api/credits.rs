@@ -58,7 +58,7 @@ pub async fn spend(
         .unwrap()
 }
 
-async fn account(app: &TestApp, key: &str, email: &str) -> Value {
+pub async fn account(app: &TestApp, key: &str, email: &str) -> Value {
     app.client
         .get(format!("{}/api/v1/accounts/{email}", app.address))
         .bearer_auth(key)

@@ -360,17 +360,7 @@ fn a_spend_after_a_restart_meets_no_dead_connection_once_one_was_found_dead() {
     });
     let spent = spent.expect("spent, not 503");
     assert_eq!(spent.body["balance_after"], 70, "{}", spent.body);
-    let account: Value = main.block_on(async {
-        app.client
-            .get(format!("{}/api/v1/accounts/{email}", app.address))
-            .bearer_auth(&key)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    });
+    let account = main.block_on(crate::credits::account(&app, &key, &email));
     assert_eq!(account["balance"], 70, "{account}");
 }
 
