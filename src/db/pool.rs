@@ -20,7 +20,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -96,7 +95,7 @@ impl Db {
         static IDS: AtomicUsize = AtomicUsize::new(0);
         let size = size.max(1);
         let n = shards.clamp(1, size);
-        let losses = Arc::new(Losses::default());
+        let losses = Arc::new(Losses::new());
         let shards = (0..n)
             .map(|i| Shard::new(url, size / n + usize::from(i < size % n), &losses))
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -326,32 +325,37 @@ pub fn began_on_dead_connection(began: bool, err: &diesel::result::Error) -> boo
 /// again.
 const SUSPICION: Duration = Duration::from_secs(5);
 
-/// When one of a pool's connections was last found dead: microseconds since
-/// `clock_start()`, 0 for never.
-#[derive(Default)]
-struct Losses(AtomicU64);
-
-fn clock_start() -> Instant {
-    static START: OnceLock<Instant> = OnceLock::new();
-    *START.get_or_init(Instant::now)
+/// When one of a pool's connections was last found dead.
+struct Losses {
+    /// The pool's creation: `last` counts from it.
+    start: Instant,
+    /// Microseconds after `start`, 0 for never.
+    last: AtomicU64,
 }
 
 impl Losses {
+    fn new() -> Losses {
+        Losses {
+            start: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
     fn record(&self, at: Instant) {
-        let since = at.saturating_duration_since(clock_start());
+        let since = at.saturating_duration_since(self.start);
         let micros = u64::try_from(since.as_micros()).unwrap_or(u64::MAX);
-        self.0.store(micros.max(1), Ordering::Relaxed);
+        self.last.store(micros.max(1), Ordering::Relaxed);
     }
 
     /// Whether a connection opened at `created` must answer a round trip before it is
     /// handed out at `now`: it is older than the last connection found dead, and that
     /// was less than `SUSPICION` ago.
     fn suspect(&self, created: Instant, now: Instant) -> bool {
-        let lost = self.0.load(Ordering::Relaxed);
+        let lost = self.last.load(Ordering::Relaxed);
         if lost == 0 {
             return false;
         }
-        let lost_at = clock_start() + Duration::from_micros(lost);
+        let lost_at = self.start + Duration::from_micros(lost);
         created <= lost_at && now.saturating_duration_since(lost_at) < SUSPICION
     }
 }
@@ -448,7 +452,7 @@ mod tests {
 
     #[test]
     fn connections_older_than_a_recent_loss_are_suspect_and_no_others() {
-        let losses = Losses::default();
+        let losses = Losses::new();
         let opened = Instant::now();
         assert!(!losses.suspect(opened, opened), "nothing lost yet");
         let lost_at = opened + Duration::from_millis(10);
