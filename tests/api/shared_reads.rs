@@ -211,13 +211,16 @@ fn frozen_pooled_connection(
 ) -> i32 {
     frozen.block_on(async {
         paidonce::db::pool::discard(state.db.get().await.unwrap());
-        let mut conn = state.db.get().await.unwrap();
-        let pid: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
-            .get_result(&mut *conn)
-            .await
-            .unwrap();
-        pid.pid
+        backend_pid(&mut state.db.get().await.unwrap()).await
     })
+}
+
+async fn backend_pid(conn: &mut diesel_async::AsyncPgConnection) -> i32 {
+    let pid: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result(conn)
+        .await
+        .unwrap();
+    pid.pid
 }
 
 /// Terminates the backends of `app`'s database where `which` (a condition on
@@ -387,17 +390,10 @@ fn after_one_request_met_a_dead_connection_the_next_meets_none() {
                 held.into_iter().for_each(paidonce::db::pool::discard);
                 let mut a = state.db.get().await.unwrap();
                 let mut b = state.db.get().await.unwrap();
-                let pid_a: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
-                    .get_result(&mut *a)
-                    .await
-                    .unwrap();
-                let pid_b: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
-                    .get_result(&mut *b)
-                    .await
-                    .unwrap();
+                let pids = (backend_pid(&mut a).await, backend_pid(&mut b).await);
                 drop(a);
                 drop(b);
-                (pid_a.pid, pid_b.pid)
+                pids
             });
             kill_backends(&app, &format!("pid = {met_first}"));
             let first = frozen.block_on(paidonce::credits::summary(&state, &email));
