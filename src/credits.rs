@@ -6,7 +6,6 @@
 //! any number of instances, see each other's effects and none can take a balance below
 //! zero.
 
-use diesel_async::AsyncConnection;
 use secrecy::SecretString;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -61,14 +60,26 @@ pub async fn authenticate(state: &AppState, authorization: Option<&str>) -> Resu
     if !matches || key.revoked_at.is_some() {
         return Err(AppError::Unauthorized);
     }
-    // Recorded at most once a minute: a write per request would cost every call.
+    // Recorded at most once a minute: a write per request would cost every call. A
+    // stamp for the operator's key list, so one that cannot be written (its connection
+    // found dead after a database restart, say) fails nothing: the next request stamps.
     let stale = key
         .last_used_at
         .is_none_or(|t| chrono::Utc::now() - t > chrono::Duration::minutes(1));
-    if stale {
-        db::api_keys::touch(&mut *state.db.get().await?, id).await?;
+    if stale && let Err(e) = touch(state, id).await {
+        tracing::warn!(error = %e, key_id = %id, "credits API: could not record the key's last use");
     }
     Ok(id)
+}
+
+/// Fails with what the database said, for the log line (an `AppError` would only say
+/// "internal error"); a lost connection is still noted, as `AppError`'s conversion does.
+async fn touch(state: &AppState, id: Uuid) -> anyhow::Result<()> {
+    let mut conn = state.db.get().await?;
+    db::api_keys::touch(&mut conn, id).await.inspect_err(|e| {
+        db::pool::note_if_lost(e);
+    })?;
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]
@@ -198,22 +209,23 @@ pub async fn spend(
     resume: Option<Uuid>,
 ) -> Result<Spent, AppError> {
     let email = account_email(email)?;
-    let mut conn = state.db.get().await?;
-    if let Some(earlier) = resume
-        && let Some(spend) = db::spends::find(&mut conn, earlier).await?
-    {
-        let balance = db::accounts::balance(&mut conn, spend.account_id).await?;
-        return Ok(Spent {
-            id: spend.id,
-            credits: spend.credits,
-            reference: spend.reference,
-            balance_after: balance,
-        });
+    if let Some(earlier) = resume {
+        let mut conn = state.db.get().await?;
+        if let Some(spend) = db::spends::find(&mut conn, earlier).await? {
+            let balance = db::accounts::balance(&mut conn, spend.account_id).await?;
+            return Ok(Spent {
+                id: spend.id,
+                credits: spend.credits,
+                reference: spend.reference,
+                balance_after: balance,
+            });
+        }
     }
     let idem = idempotency_key.to_owned();
     let reference = reference.to_owned();
     let outbox = state.config.outbox();
-    let result = conn
+    let result = state
+        .db
         .transaction::<_, AppError, _>(async |c| {
             let (account, balance) = db::spends::lock_with_balance(c, email.as_str())
                 .await?
@@ -283,8 +295,8 @@ pub struct Reversed {
 pub async fn reverse(state: &AppState, spend_id: &str) -> Result<Reversed, AppError> {
     let id = Uuid::try_parse(spend_id).map_err(|_| AppError::NotFound("spend"))?;
     let outbox = state.config.outbox();
-    let mut conn = state.db.get().await?;
-    let reversed = conn
+    let reversed = state
+        .db
         .transaction::<_, AppError, _>(async |c| {
             let Some(spend) = db::spends::mark_reversed(c, id).await? else {
                 let spend = db::spends::find(c, id)

@@ -20,7 +20,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -115,9 +115,9 @@ impl Db {
     /// pool (a restart, a failover, a kill) is known to be closed only once this thread's
     /// runtime has read the socket's end. Once one is found dead, the older ones are
     /// verified on checkout for a while (`SUSPICION`), so a restart costs a worker at most
-    /// the one request that found it; the webhook's transaction runs again on a fresh
-    /// connection when its BEGIN met a dead one (`began_on_dead_connection`), and order
-    /// creation, which can afford a round trip, takes `get_verified`.
+    /// the one request that found it; a transaction run by `transaction` runs again on
+    /// a fresh connection when its BEGIN met a dead one, and order creation and operator
+    /// actions, which can afford a round trip, take `get_verified`.
     pub async fn get(&self) -> Result<PooledConn, PoolError> {
         self.home().pool.get().await
     }
@@ -137,6 +137,48 @@ impl Db {
             }
         }
         pool.get().await
+    }
+
+    /// Runs `work` in a transaction on a connection from this thread's shard. When the
+    /// transaction's BEGIN fails because the connection was gone (the database ended it
+    /// while it sat in the pool, and nothing had read its socket's end yet), no statement
+    /// of `work` ran: the connection is dropped and `work` runs once more, whole, on a
+    /// fresh one. A failure after BEGIN is the caller's, as it came: a statement may have
+    /// run, so only the caller knows whether running it again is safe.
+    pub async fn transaction<T, E, F>(&self, work: F) -> Result<T, E>
+    where
+        F: for<'r> AsyncFn(&'r mut AsyncPgConnection) -> Result<T, E>
+            + for<'r> TransactionWork<'r, Result<T, E>>
+            + Sync,
+        T: Send,
+        E: From<diesel::result::Error> + From<PoolError> + Send,
+    {
+        let work = &work;
+        let mut retried = false;
+        loop {
+            let began = AtomicBool::new(false);
+            let mut conn = self.get().await?;
+            let result = conn
+                .transaction::<T, Failed<E>, _>(async |c| {
+                    began.store(true, Ordering::Relaxed);
+                    work(c).await.map_err(Failed::Work)
+                })
+                .await;
+            match result {
+                Ok(done) => return Ok(done),
+                Err(Failed::Work(e)) => return Err(e),
+                Err(Failed::Db(e))
+                    if !retried && !began.load(Ordering::Relaxed) && note_if_lost(&e) =>
+                {
+                    tracing::info!(
+                        "database: a pooled connection was dead at BEGIN; running the transaction on a fresh one"
+                    );
+                    discard(conn);
+                    retried = true;
+                }
+                Err(Failed::Db(e)) => return Err(e.into()),
+            }
+        }
     }
 
     /// Runs `query`, ONE read statement outside any transaction, on this thread's
@@ -310,11 +352,34 @@ impl SharedReads {
     }
 }
 
-/// Whether a transaction that failed with `err` before its work started (`began`
-/// false) failed on its BEGIN because the connection was gone: then no statement of the
-/// work ran, and it can run again, whole, on a fresh connection (`discard` this one).
-pub fn began_on_dead_connection(began: bool, err: &diesel::result::Error) -> bool {
-    !began && note_if_lost(err)
+/// The work `Db::transaction` runs: an async closure whose future is `Send`, as
+/// diesel-async's transaction requires (stable Rust cannot say so of an `AsyncFn`'s
+/// future, so the closure is also taken as a plain `Fn` returning a named future).
+pub trait TransactionWork<'r, R>:
+    Fn(&'r mut AsyncPgConnection) -> <Self as TransactionWork<'r, R>>::Fut
+{
+    type Fut: Future<Output = R> + Send;
+}
+
+impl<'r, R, F, Fut> TransactionWork<'r, R> for F
+where
+    F: Fn(&'r mut AsyncPgConnection) -> Fut,
+    Fut: Future<Output = R> + Send,
+{
+    type Fut = Fut;
+}
+
+/// How a transaction run by `Db::transaction` failed: in its own BEGIN, COMMIT or
+/// ROLLBACK (`Db`), or in the caller's work (`Work`, passed on untouched).
+enum Failed<E> {
+    Db(diesel::result::Error),
+    Work(E),
+}
+
+impl<E> From<diesel::result::Error> for Failed<E> {
+    fn from(e: diesel::result::Error) -> Self {
+        Failed::Db(e)
+    }
 }
 
 /// How long after a connection was found dead every connection opened before that is

@@ -4,7 +4,6 @@
 //! calls the provider outside any transaction, then applies what the provider answered
 //! through `settle`, in one transaction with its audit row. Credits move only there.
 
-use diesel_async::AsyncConnection;
 use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -149,7 +148,10 @@ pub async fn perform(
     key: &str,
 ) -> Result<Performed, AppError> {
     let note = validate_note(note)?;
-    let mut conn = state.db.get().await?;
+    // A connection that has just answered: an operator's click is worth the round trip
+    // (the action calls the provider anyway), and after a database restart it must not
+    // be the request that finds the pool's first dead connection.
+    let mut conn = state.db.get_verified().await?;
     let order = db::orders::find(&conn, order_id)
         .await?
         .ok_or(AppError::NotFound("order"))?;
@@ -207,9 +209,9 @@ pub async fn perform(
         charge_id: None,
     };
     let outbox = state.config.outbox();
-    let mut conn = state.db.get().await?;
-    let (result, status) = conn
-        .transaction::<_, diesel::result::Error, _>(async |c| {
+    let (result, status) = state
+        .db
+        .transaction::<_, AppError, _>(async |c| {
             let mut changes = Vec::new();
             for fact in &facts {
                 match settle::apply(c, &reference, fact, "operator", outbox).await? {

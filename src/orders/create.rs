@@ -193,7 +193,8 @@ pub async fn attach_intent(
             "provider answered without a usable client_secret"
         )));
     };
-    let mut conn = state.db.get().await?;
+    // Checked, as at the start: the database may have restarted while Stripe answered.
+    let mut conn = state.db.get_verified().await?;
     match db::orders::attach_payment_intent(&mut conn, order.id, &intent.id, client_secret).await? {
         Some(updated) => Ok(updated),
         None => {

@@ -133,7 +133,8 @@ pub async fn get_notifications(
 /// Queues `id` again; 404 for an unknown id, 409 `invalid_action` while it is being sent.
 async fn redeliver(state: &AppState, id: &str, note: &str) -> Result<String, AppError> {
     let note = crate::orders::actions::validate_note(note)?;
-    let mut conn = state.db.get().await?;
+    // An operator's click can afford a round trip, so it never meets a dead connection.
+    let mut conn = state.db.get_verified().await?;
     match db::notifications::redeliver(&mut conn, id, note).await? {
         Redelivery::Queued { was } => {
             tracing::info!(notification = %id, was = %was, "operator queued a notification again");

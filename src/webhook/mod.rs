@@ -6,11 +6,10 @@ pub mod event;
 pub mod resolve;
 pub mod signature;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use actix_web::http::header::HeaderMap;
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 
 use crate::config::KeyMode;
@@ -145,36 +144,24 @@ pub async fn process(state: &AppState, body: &[u8]) -> Result<Processed, AppErro
         meaning
     };
 
-    // Once more on a fresh connection if the first was found dead at BEGIN (the database
-    // restarted or ended it while it sat in the pool): nothing of this event ran on it,
-    // and the Stripe CLI never redelivers what got a 503.
-    let mut retried = false;
-    let (outcome, change) = loop {
-        let began = AtomicBool::new(false);
-        let mut conn = state.db.get().await?;
-        let result = conn
-            .transaction::<_, diesel::result::Error, _>(async |c| {
-                began.store(true, Ordering::Relaxed);
-                apply(
-                    c,
-                    &event,
-                    body,
-                    &meaning,
-                    livemode_ok,
-                    state.config.outbox(),
-                )
-                .await
-            })
-            .await;
-        match result {
-            Err(e) if !retried && db::pool::began_on_dead_connection(began.into_inner(), &e) => {
-                tracing::info!(event_id = %event.id, "webhook: its pooled connection was dead at BEGIN; running it on a fresh one");
-                db::pool::discard(conn);
-                retried = true;
-            }
-            result => break result?,
-        }
-    };
+    // Run once more on a fresh connection if the first was found dead at BEGIN (the
+    // database restarted or ended it while it sat in the pool): nothing of this event
+    // ran on it, and the Stripe CLI never redelivers what got a 503.
+    let (outcome, change) = state
+        .db
+        .transaction(async |c| {
+            apply(
+                c,
+                &event,
+                body,
+                &meaning,
+                livemode_ok,
+                state.config.outbox(),
+            )
+            .await
+            .map_err(AppError::from)
+        })
+        .await?;
     metrics::counter!("webhook_events_total", "type" => metric_type(event.kind), "outcome" => outcome.as_str())
         .increment(1);
     // The routine outcomes are the hot path and are recorded anyway (the event row, the

@@ -70,6 +70,46 @@ pub async fn account(app: &TestApp, key: &str, email: &str) -> Value {
         .unwrap()
 }
 
+/// The key's last-use stamp is for the operator's key list: when it cannot be written
+/// (here every UPDATE of a key fails), the request it came with goes on.
+#[tokio::test]
+async fn a_key_whose_last_use_cannot_be_stamped_still_spends() {
+    use diesel_async::SimpleAsyncConnection;
+    let app = spawn_app().await;
+    let key = key(&app).await;
+    let email = account_with(&app, &key, 100).await;
+    app.db
+        .conn()
+        .await
+        .batch_execute(
+            "CREATE FUNCTION refuse_stamps() RETURNS trigger LANGUAGE plpgsql AS \
+             $$BEGIN RAISE EXCEPTION 'no stamps today'; END$$; \
+             CREATE TRIGGER refuse_stamps BEFORE UPDATE ON api_keys \
+             FOR EACH ROW EXECUTE FUNCTION refuse_stamps();",
+        )
+        .await
+        .unwrap();
+    let res = spend(
+        &app,
+        &key,
+        &email,
+        json!({"credits": 30, "reference": "r1"}),
+        "r1",
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["balance_after"], 70, "{body}");
+    let key_id = key.split('_').nth(1).unwrap();
+    let key_id = uuid::Uuid::try_parse(key_id).unwrap();
+    assert!(
+        crate::log_capture::contains(&format!(
+            "could not record the key's last use error=no stamps today key_id={key_id}"
+        )),
+        "the stamp was tried and failed"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_concurrent_spends_on_fifty_credits_over_two_instances_spend_exactly_fifty() {
     // Arrange

@@ -2,9 +2,9 @@
 //! (db::pool::Db::read): answers must never cross, the lookups must really run there
 //! and not on pooled connections, the instance must stay within DATABASE_POOL_SIZE
 //! connections, and a dead shared connection must be replaced. Also what writes do with
-//! pooled connections the database killed: a webhook, an order creation and a spend
-//! still succeed, and once one request found a dead connection the next is not handed
-//! one.
+//! pooled connections the database killed: a webhook, an order creation, a spend (at its
+//! key claim or at its transaction's BEGIN) and an operator action still succeed, and
+//! once one request found a dead connection the next is not handed one.
 
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Integer};
@@ -266,20 +266,116 @@ fn a_webhook_whose_begin_meets_a_dead_pooled_connection_runs_again_on_a_fresh_on
     let order = main.block_on(app.create_order(&unique_email(), "starter"));
     let event_id = new_event_id();
     let body = serde_json::to_vec(&succeeded(&event_id, &order)).unwrap();
-    let outcome = on_a_dead_pooled_connection(&app, async |state| {
-        paidonce::webhook::process(state, &body)
-            .await
-            .map(|p| p.receipt.outcome.as_str())
+    let (outcome, retried) = on_a_dead_pooled_connection(&app, async |state| {
+        ran_again_at_begin(&event_id, paidonce::webhook::process(state, &body)).await
     });
-    assert_eq!(outcome.ok(), Some("applied"));
+    assert_eq!(
+        outcome.map(|p| p.receipt.outcome.as_str()).ok(),
+        Some("applied")
+    );
     assert!(
-        crate::log_capture::contains(&format!("running it on a fresh one event_id={event_id}")),
+        retried,
         "the retry ran (not a live connection met by chance)"
     );
     assert_eq!(
         main.block_on(app.order_status(order["id"].as_str().unwrap())),
         "paid"
     );
+}
+
+/// Runs `work` in a span tagged `tag`, and answers what it answered and whether it
+/// logged `line` (a log line of `target`) inside that span: other tests' lines cannot
+/// count.
+async fn logged_within<T>(
+    tag: &str,
+    target: &str,
+    line: &str,
+    work: impl Future<Output = T>,
+) -> (T, bool) {
+    use tracing::Instrument;
+    let done = work
+        .instrument(tracing::info_span!("dead_connection", tag = %tag))
+        .await;
+    let line = format!("dead_connection{{tag={tag}}}: {target}: {line}");
+    (done, crate::log_capture::contains(&line))
+}
+
+/// `work`, and whether a transaction of it ran again because its BEGIN met a dead
+/// connection.
+async fn ran_again_at_begin<T>(tag: &str, work: impl Future<Output = T>) -> (T, bool) {
+    let line = "database: a pooled connection was dead at BEGIN";
+    logged_within(tag, "paidonce::db::pool", line, work).await
+}
+
+/// `work`, and whether an Idempotency-Key claim of it was sent again because its
+/// connection was dead.
+async fn claimed_again<T>(tag: &str, work: impl Future<Output = T>) -> (T, bool) {
+    let line = "idempotency: the key claim's connection was dead";
+    logged_within(tag, "paidonce::idempotency", line, work).await
+}
+
+/// A spend's transaction (run here without the key claim before it, which has its own
+/// test below) whose BEGIN meets a dead pooled connection runs on a fresh one.
+#[test]
+fn a_spend_whose_begin_meets_a_dead_pooled_connection_runs_again_on_a_fresh_one() {
+    let main = test_runtime();
+    let app = main.block_on(spawn_app_with(&[("DATABASE_POOL_SIZE", "2")]));
+    let (key_id, key) = main.block_on(new_key(&app));
+    let email = main.block_on(account_of_100(&app));
+    let tag = format!("spend-{}", uuid::Uuid::new_v4().simple());
+    let (spent, retried) = on_a_dead_pooled_connection(&app, async |state| {
+        let spend = paidonce::credits::spend(state, key_id, &email, 30, "r1", &tag, None);
+        ran_again_at_begin(&tag, spend).await
+    });
+    assert_eq!(spent.map(|s| s.balance_after).ok(), Some(70));
+    assert!(
+        retried,
+        "the retry ran (not a live connection met by chance)"
+    );
+    let account = main.block_on(crate::credits::account(&app, &key, &email));
+    assert_eq!(account["balance"], 70, "{account}");
+}
+
+/// A credits API key: its id and the key itself.
+async fn new_key(app: &TestApp) -> (uuid::Uuid, String) {
+    let (id, key) = paidonce::credits::create_key(&app.state, "test shop")
+        .await
+        .unwrap();
+    (id, secrecy::ExposeSecret::expose_secret(&key).to_owned())
+}
+
+/// A new account holding a paid starter pack's 100 credits; its e-mail.
+async fn account_of_100(app: &TestApp) -> String {
+    let email = unique_email();
+    let order = app.create_order(&email, "starter").await;
+    let (status, outcome) = app.deliver(&succeeded(&new_event_id(), &order)).await;
+    assert_eq!((status, outcome.as_str()), (200, "applied"));
+    email
+}
+
+/// An operator action takes a connection that has just answered: after a restart the
+/// operator's click is not the request that finds the first dead connection.
+#[test]
+fn an_operator_action_on_a_dead_pooled_connection_is_performed() {
+    use paidonce::orders::actions::{ActionKind, perform};
+    let main = test_runtime();
+    let app = main.block_on(spawn_app_with(&[("DATABASE_POOL_SIZE", "2")]));
+    let order = main.block_on(app.create_order(&unique_email(), "starter"));
+    let id = uuid::Uuid::parse_str(order["id"].as_str().unwrap()).unwrap();
+    let key = format!("cancel-{}", uuid::Uuid::new_v4().simple());
+    let performed = on_a_dead_pooled_connection(&app, async |state| {
+        perform(
+            state,
+            id,
+            ActionKind::Cancel,
+            "the shopper asked us to",
+            &key,
+        )
+        .await
+    });
+    let performed = performed.expect("performed, not 503");
+    assert_eq!(performed.status.as_str(), "canceled", "{performed:?}");
+    assert_eq!(main.block_on(app.order_status(&id.to_string())), "canceled");
 }
 
 #[test]
@@ -307,11 +403,8 @@ fn a_spend_after_a_restart_meets_no_dead_connection_once_one_was_found_dead() {
     let main = test_runtime();
     // Four connections over two workers: each shard has a pooled one and a shared one.
     let app = main.block_on(spawn_app_with(&[("DATABASE_POOL_SIZE", "4")]));
-    let key = main.block_on(crate::credits::key(&app));
-    let email = unique_email();
-    let order = main.block_on(app.create_order(&email, "starter"));
-    let (status, outcome) = main.block_on(app.deliver(&succeeded(&new_event_id(), &order)));
-    assert_eq!((status, outcome.as_str()), (200, "applied"));
+    let (_, key) = main.block_on(new_key(&app));
+    let email = main.block_on(account_of_100(&app));
     let state = app.state.clone();
     let spent = std::thread::scope(|s| {
         s.spawn(|| {
@@ -335,32 +428,66 @@ fn a_spend_after_a_restart_meets_no_dead_connection_once_one_was_found_dead() {
                 ))
                 .expect("the key lookup runs again on a fresh connection");
             kill_backends(&app, &format!("pid = {pooled}"));
-            frozen.block_on(async {
-                use paidonce::idempotency;
-                let idem = idempotency::IdempotencyKey::parse(b"after-the-restart")?;
-                let body = br#"{"credits": 30, "reference": "r1"}"#;
-                let path = format!("/api/v1/accounts/{email}/spends");
-                let fingerprint = idempotency::fingerprint("POST", &path, body);
-                idempotency::run(&state, Some(&idem), &fingerprint, async |resume| {
-                    let spent = paidonce::credits::spend(
-                        &state,
-                        key_id,
-                        &email,
-                        30,
-                        "r1",
-                        idem.as_str(),
-                        resume,
-                    )
-                    .await?;
-                    let body = serde_json::to_value(spent).unwrap();
-                    Ok((actix_web::http::StatusCode::CREATED, body))
-                })
-                .await
-            })
+            let tag = format!("restart-{}", uuid::Uuid::new_v4().simple());
+            frozen.block_on(claimed_again(
+                &tag,
+                spend_30_as_the_api_does(&state, key_id, &email),
+            ))
         })
         .join()
         .unwrap()
     });
+    let (spent, resent) = spent;
+    assert!(
+        !resent,
+        "the claim was not handed the dead connection (its resend would hide that)"
+    );
+    let spent = spent.expect("spent, not 503");
+    assert_eq!(spent.body["balance_after"], 70, "{}", spent.body);
+    let account = main.block_on(crate::credits::account(&app, &key, &email));
+    assert_eq!(account["balance"], 70, "{account}");
+}
+
+/// What `POST /api/v1/accounts/{email}/spends` does once the key is checked: claims a
+/// fresh Idempotency-Key, spends 30 credits, and stores the answer.
+async fn spend_30_as_the_api_does(
+    state: &paidonce::state::AppState,
+    key_id: uuid::Uuid,
+    email: &str,
+) -> Result<paidonce::idempotency::StoredResponse, paidonce::error::AppError> {
+    use paidonce::idempotency;
+    let idem = format!("spend-{}", uuid::Uuid::new_v4().simple());
+    let idem = idempotency::IdempotencyKey::parse(idem.as_bytes())?;
+    let body = br#"{"credits": 30, "reference": "r1"}"#;
+    let path = format!("/api/v1/accounts/{email}/spends");
+    let fingerprint = idempotency::fingerprint("POST", &path, body);
+    idempotency::run(state, Some(&idem), &fingerprint, async |resume| {
+        let spent =
+            paidonce::credits::spend(state, key_id, email, 30, "r1", idem.as_str(), resume).await?;
+        let body = serde_json::to_value(spent).unwrap();
+        Ok((actix_web::http::StatusCode::CREATED, body))
+    })
+    .await
+}
+
+/// A spend's Idempotency-Key claim is its first write: sent on a dead pooled connection,
+/// it is sent once more on a fresh one (an INSERT that makes one row however often it is
+/// sent), and the spend goes on.
+#[test]
+fn a_spend_whose_key_claim_meets_a_dead_pooled_connection_is_spent() {
+    let main = test_runtime();
+    // Two connections over two workers: one per shard, no shared read connection.
+    let app = main.block_on(spawn_app_with(&[("DATABASE_POOL_SIZE", "2")]));
+    let (key_id, key) = main.block_on(new_key(&app));
+    let email = main.block_on(account_of_100(&app));
+    let tag = format!("claim-{}", uuid::Uuid::new_v4().simple());
+    let (spent, resent) = on_a_dead_pooled_connection(&app, async |state| {
+        claimed_again(&tag, spend_30_as_the_api_does(state, key_id, &email)).await
+    });
+    assert!(
+        resent,
+        "the claim met the dead connection (not a live one by chance)"
+    );
     let spent = spent.expect("spent, not 503");
     assert_eq!(spent.body["balance_after"], 70, "{}", spent.body);
     let account = main.block_on(crate::credits::account(&app, &key, &email));
