@@ -148,7 +148,7 @@ impl Db {
     pub async fn transaction<T, E, F>(&self, work: F) -> Result<T, E>
     where
         F: for<'r> AsyncFn(&'r mut AsyncPgConnection) -> Result<T, E>
-            + for<'r> TransactionWork<'r, Result<T, E>>
+            + for<'r> ConnWork<&'r mut AsyncPgConnection, Result<T, E>>
             + Sync,
         T: Send,
         E: From<diesel::result::Error> + From<PoolError> + Send,
@@ -186,10 +186,11 @@ impl Db {
     /// A read is safe to repeat, so one that failed because its connection was gone (the
     /// database restarted, or killed it) runs once more on a fresh connection: a restart
     /// costs the shopper's poll nothing.
-    pub async fn read<T>(
-        &self,
-        query: impl AsyncFn(&AsyncPgConnection) -> QueryResult<T>,
-    ) -> Result<T, ReadError> {
+    pub async fn read<T, F>(&self, query: F) -> Result<T, ReadError>
+    where
+        F: for<'r> AsyncFn(&'r AsyncPgConnection) -> QueryResult<T>
+            + for<'r> ConnWork<&'r AsyncPgConnection, QueryResult<T>>,
+    {
         let shard = self.home();
         let Some(reads) = &shard.reads else {
             let conn = shard.pool.get().await.map_err(ReadError::Pool)?;
@@ -352,18 +353,17 @@ impl SharedReads {
     }
 }
 
-/// The work `Db::transaction` runs: an async closure whose future is `Send`, as
-/// diesel-async's transaction requires (stable Rust cannot say so of an `AsyncFn`'s
-/// future, so the closure is also taken as a plain `Fn` returning a named future).
-pub trait TransactionWork<'r, R>:
-    Fn(&'r mut AsyncPgConnection) -> <Self as TransactionWork<'r, R>>::Fut
-{
+/// The work `Db::transaction` and `Db::read` run, given a connection `A`: an async
+/// closure whose future is `Send`, as diesel-async's transaction requires and as a
+/// spawned task needs (stable Rust cannot say so of an `AsyncFn`'s future, so the
+/// closure is also taken as a plain `Fn` returning a named future).
+pub trait ConnWork<A, R>: Fn(A) -> <Self as ConnWork<A, R>>::Fut {
     type Fut: Future<Output = R> + Send;
 }
 
-impl<'r, R, F, Fut> TransactionWork<'r, R> for F
+impl<A, R, F, Fut> ConnWork<A, R> for F
 where
-    F: Fn(&'r mut AsyncPgConnection) -> Fut,
+    F: Fn(A) -> Fut,
     Fut: Future<Output = R> + Send,
 {
     type Fut = Fut;

@@ -4,8 +4,6 @@
 //! `settle::apply`, the same exactly-once step as a webhook's. The operator's action
 //! applies `ask`'s facts itself, in the transaction that writes its audit row.
 
-use diesel_async::AsyncConnection;
-
 use crate::db::orders::Order;
 use crate::domain::order::{FactKind, OrderStatus, PaymentFact};
 use crate::orders::settle::{self, OrderRef, Settled};
@@ -91,10 +89,10 @@ pub async fn with_provider(state: &AppState, order: &Order, cause: &str) -> anyh
         charge_id: None,
     };
     let outbox = state.config.outbox();
-    let mut conn = state.db.get().await?;
-    let settled = conn
-        .transaction::<_, diesel::result::Error, _>(async |c| {
-            settle::apply(c, &reference, &fact, cause, outbox).await
+    let settled = state
+        .db
+        .transaction::<_, anyhow::Error, _>(async |c| {
+            Ok(settle::apply(c, &reference, &fact, cause, outbox).await?)
         })
         .await?;
     Ok(match settled {

@@ -104,11 +104,16 @@ fn adopt(reference: &mut OrderRef, charge: &ChargeSnapshot) {
 }
 
 async fn seen_before(state: &AppState, event_id: &str) -> Result<bool, AppError> {
-    let conn = state.db.get().await?;
-    Ok(db::events::exists(&conn, event_id).await?)
+    Ok(state
+        .db
+        .read(async |c| db::events::exists(c, event_id).await)
+        .await?)
 }
 
 async fn known_charge(state: &AppState, charge: &str) -> Result<bool, AppError> {
-    let conn = state.db.get().await?;
-    Ok(db::charges::order_of(&conn, charge).await?.is_some())
+    Ok(state
+        .db
+        .read(async |c| db::charges::order_of(c, charge).await)
+        .await?
+        .is_some())
 }

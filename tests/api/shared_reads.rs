@@ -378,6 +378,43 @@ fn an_operator_action_on_a_dead_pooled_connection_is_performed() {
     assert_eq!(main.block_on(app.order_status(&id.to_string())), "canceled");
 }
 
+/// A failed refund's event asks the provider for the charge before its transaction
+/// opens, after looking up whether it was seen: that lookup is a read, run again on a
+/// fresh connection when its pooled one was dead.
+#[test]
+fn a_failed_refund_whose_lookup_meets_a_dead_pooled_connection_is_processed() {
+    use crate::stripe_double::{StripeDouble, as_pairs};
+    let main = test_runtime();
+    let (app, stripe, order, charge) = main.block_on(async {
+        let stripe = StripeDouble::start().await;
+        let env = stripe.env();
+        let mut env = as_pairs(&env);
+        // Two connections over two workers: one per shard, no shared read connection.
+        env.push(("DATABASE_POOL_SIZE", "2"));
+        let app = spawn_app_with(&env).await;
+        let order = app.create_order(&unique_email(), "starter").await;
+        let pi = order["payment_intent_id"].as_str().unwrap().to_owned();
+        stripe.set_status(&pi, "succeeded");
+        let intent = stripe.intents.lock().unwrap().objects[&pi].clone();
+        let charge = intent["latest_charge"].as_str().unwrap().to_owned();
+        let paid = app
+            .deliver(&stripe_event("payment_intent.succeeded", intent))
+            .await;
+        assert_eq!(paid, (200, "applied".into()));
+        (app, stripe, order, charge)
+    });
+    let pi = order["payment_intent_id"].as_str().unwrap();
+    let failed = stripe_event("refund.failed", refund_object(&charge, pi, 500, "failed"));
+    let body = serde_json::to_vec(&failed).unwrap();
+    let processed = on_a_dead_pooled_connection(&app, async |state| {
+        paidonce::webhook::process(state, &body).await
+    });
+    let processed = processed.expect("processed, not 503");
+    assert_eq!(processed.receipt.event_id, failed["id"].as_str().unwrap());
+    let asked = main.block_on(stripe.requests("GET", "/v1/charges/"));
+    assert_eq!(asked.len(), 1, "the charge was asked for after the lookup");
+}
+
 #[test]
 fn an_order_created_on_a_dead_pooled_connection_is_created() {
     let main = test_runtime();
