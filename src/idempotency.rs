@@ -204,32 +204,17 @@ async fn claim(
     let expires_at = Utc::now() + ttl;
     let key_text = key.as_str().to_owned();
     let fingerprint = fingerprint.to_owned();
-    let mut conn = state.db.get().await?;
     // The common case, a key never seen, in one statement of its own: a new row commits
     // the claim at once. Only a key that exists (replayed, in use, expired, released)
-    // takes the transaction below, which looks at it under its row lock.
-    // The INSERT makes one row however often it is sent, so when its connection turns
-    // out to be dead (a database restart this worker has not noticed yet) it is sent once
-    // more on a fresh one; had the first reached the database, the second finds the key
-    // in use, as a concurrent retry would.
-    let inserted = match db::idempotency::insert_claim(
-        &mut conn,
-        &key_text,
-        &fingerprint,
-        expires_at,
-    )
-    .await
-    {
-        Err(e) if db::pool::note_if_lost(&e) => {
-            tracing::info!(
-                "idempotency: the key claim's connection was dead; sending it once more on a fresh one"
-            );
-            db::pool::discard(conn);
-            conn = state.db.get().await?;
-            db::idempotency::insert_claim(&mut conn, &key_text, &fingerprint, expires_at).await?
-        }
-        sent => sent?,
-    };
+    // takes the transaction below, which looks at it under its row lock. The INSERT makes
+    // one row however often it is sent: sent again after a dead connection, it finds the
+    // key in use, as a concurrent retry would.
+    let (mut conn, inserted) = state
+        .db
+        .send_repeatable::<_, AppError, _>(async |c| {
+            db::idempotency::insert_claim(c, &key_text, &fingerprint, expires_at).await
+        })
+        .await?;
     // Cleanup without a cron: now and then a request sweeps a batch of expired keys,
     // after its own claim; a sweep that fails leaves them to the next.
     if rand::random_ratio(1, 50)

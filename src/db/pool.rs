@@ -181,6 +181,34 @@ impl Db {
         }
     }
 
+    /// A pooled connection, and what `statement` answered on it: ONE statement whose
+    /// effect is the same however often it is sent (an insert that does nothing on a
+    /// conflict, an update guarded by the very state it changes). When the connection
+    /// turns out to be dead (a restart this worker has not noticed yet) it is dropped and
+    /// the statement sent once more on a fresh one; had the first reached the database,
+    /// the second finds the work done, and the caller reads that answer as it would a
+    /// concurrent request's. The connection is handed back for the caller's next steps.
+    pub async fn send_repeatable<T, E, F>(&self, statement: F) -> Result<(PooledConn, T), E>
+    where
+        F: for<'r> AsyncFn(&'r mut AsyncPgConnection) -> QueryResult<T>
+            + for<'r> ConnWork<&'r mut AsyncPgConnection, QueryResult<T>>,
+        E: From<diesel::result::Error> + From<PoolError>,
+    {
+        let mut conn = self.get().await?;
+        match statement(&mut conn).await {
+            Err(e) if note_if_lost(&e) => {
+                tracing::info!(
+                    "database: a pooled connection was dead; sending a repeatable statement once more on a fresh one"
+                );
+                discard(conn);
+                let mut fresh = self.get().await?;
+                let answer = statement(&mut fresh).await?;
+                Ok((fresh, answer))
+            }
+            answer => Ok((conn, answer?)),
+        }
+    }
+
     /// Runs `query`, ONE read statement outside any transaction, on this thread's
     /// shared connection (see above). Never a transaction or a write: those take `get`.
     /// A read is safe to repeat, so one that failed because its connection was gone (the

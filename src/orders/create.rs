@@ -193,9 +193,16 @@ pub async fn attach_intent(
             "provider answered without a usable client_secret"
         )));
     };
-    // Checked, as at the start: the database may have restarted while Stripe answered.
-    let mut conn = state.db.get_verified().await?;
-    match db::orders::attach_payment_intent(&mut conn, order.id, &intent.id, client_secret).await? {
+    // Attaches only where nothing is attached yet, so it is repeatable: the database may
+    // have restarted while Stripe answered, and had a first try gone through, the second
+    // finds the intent attached, as below.
+    let (conn, attached) = state
+        .db
+        .send_repeatable::<_, AppError, _>(async |c| {
+            db::orders::attach_payment_intent(c, order.id, &intent.id, client_secret).await
+        })
+        .await?;
+    match attached {
         Some(updated) => Ok(updated),
         None => {
             // Someone else attached first (a concurrent resume): same key, so same intent.

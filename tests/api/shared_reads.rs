@@ -307,11 +307,11 @@ async fn ran_again_at_begin<T>(tag: &str, work: impl Future<Output = T>) -> (T, 
     logged_within(tag, "paidonce::db::pool", line, work).await
 }
 
-/// `work`, and whether an Idempotency-Key claim of it was sent again because its
-/// connection was dead.
+/// `work`, and whether a repeatable statement of it (here: the Idempotency-Key claim)
+/// was sent again because its connection was dead.
 async fn claimed_again<T>(tag: &str, work: impl Future<Output = T>) -> (T, bool) {
-    let line = "idempotency: the key claim's connection was dead";
-    logged_within(tag, "paidonce::idempotency", line, work).await
+    let line = "database: a pooled connection was dead; sending a repeatable statement";
+    logged_within(tag, "paidonce::db::pool", line, work).await
 }
 
 /// A spend's transaction (run here without the key claim before it, which has its own
