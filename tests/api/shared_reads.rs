@@ -2,9 +2,10 @@
 //! (db::pool::Db::read): answers must never cross, the lookups must really run there
 //! and not on pooled connections, the instance must stay within DATABASE_POOL_SIZE
 //! connections, and a dead shared connection must be replaced. Also what writes do with
-//! pooled connections the database killed: a webhook, an order creation, a spend (at its
-//! key claim or at its transaction's BEGIN) and an operator action still succeed, and
-//! once one request found a dead connection the next is not handed one.
+//! pooled connections the database killed: a webhook (at its BEGIN, or at a failed
+//! refund's lookup before it), an order creation, a spend (at its key claim or at its
+//! transaction's BEGIN) and an operator action still succeed, and once one request found
+//! a dead connection the next is not handed one.
 
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Integer};
