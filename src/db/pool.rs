@@ -116,15 +116,16 @@ impl Db {
     /// runtime has read the socket's end. Once one is found dead, the older ones are
     /// verified on checkout for a while (`SUSPICION`), so a restart costs a worker at most
     /// the one request that found it; a transaction run by `transaction` runs again on
-    /// a fresh connection when its BEGIN met a dead one, and order creation and operator
-    /// actions, which can afford a round trip, take `get_verified`.
+    /// a fresh connection when its BEGIN met a dead one, a statement safe to send twice
+    /// goes through `send_repeatable`, and order creation and operator actions, which can
+    /// afford a round trip, take `get_verified`.
     pub async fn get(&self) -> Result<PooledConn, PoolError> {
         self.home().pool.get().await
     }
 
     /// A connection that has just answered a round trip, for requests that call Stripe
-    /// anyway (order creation), where a round trip costs nothing noticeable and a 503
-    /// costs the shopper a retry. Dead connections met on the way are dropped, up to as
+    /// anyway or that a person made (order creation, operator actions), where a round
+    /// trip costs nothing noticeable and a 503 costs a retry. Dead connections met on the way are dropped, up to as
     /// many as the shard holds.
     pub async fn get_verified(&self) -> Result<PooledConn, PoolError> {
         let pool = &self.home().pool;
